@@ -1,0 +1,102 @@
+"""EIP-712 typed data of directory submissions: types, domain, signing, recovery, signature form.
+
+The struct type strings have one definition, in ``contracts/libraries/DirectoryTypes.sol``; the
+deployed contract returns them from ``eip712Types()`` and :func:`parse_types` turns them into the
+EIP-712 ``types`` object. Signatures must be 65 bytes ``r ‖ s ‖ v`` with ``v`` 27/28 and low ``s``
+(EIP-2): OpenZeppelin's ECDSA rejects the high-s twin that eth-account alone would accept.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+from eth_account.signers.local import LocalAccount
+
+from chain.errors import SignatureError
+
+#: secp256k1 group order n; EIP-2 requires s ≤ n/2.
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+#: Primary type names in the order ``Directory.eip712Types()`` returns them.
+PRIMARY_TYPES = ("Jurisdiction", "Department", "Account", "Catalog", "System")
+
+EIP712_DOMAIN_TYPE = [
+    {"name": "name", "type": "string"},
+    {"name": "version", "type": "string"},
+    {"name": "chainId", "type": "uint256"},
+    {"name": "verifyingContract", "type": "address"},
+]
+
+_TYPE = re.compile(r"^(\w+)\((.*)\)$")
+
+Types = dict[str, list[dict[str, str]]]
+
+
+def parse_types(type_strings: list[str] | tuple[str, ...]) -> Types:
+    """Turn EIP-712 type strings (``Name(type1 name1,type2 name2)``) into an EIP-712 ``types`` object.
+
+    Raises ValueError on a malformed string.
+    """
+    types: Types = {}
+    for text in type_strings:
+        m = _TYPE.match(text)
+        if m is None:
+            raise ValueError(f"expected an EIP-712 type string Name(type name,...), got {text!r}")
+        members = []
+        for member in m.group(2).split(","):
+            typ, name = member.strip().split(" ")
+            members.append({"name": name, "type": typ})
+        types[m.group(1)] = members
+    return types
+
+
+def domain(chain_id: int, verifying_contract: str, name: str = "DirectoryChain", version: str = "1") -> dict[str, Any]:
+    """The EIP-712 domain of a directory deployment (name, version, chainId, verifyingContract)."""
+    return {"name": name, "version": version, "chainId": chain_id, "verifyingContract": verifying_contract}
+
+
+def typed_data(types: Types, primary_type: str, dom: dict[str, Any], message: dict[str, Any]) -> dict[str, Any]:
+    """Full EIP-712 typed data (the ``eth_signTypedData_v4`` JSON shape) for one submission."""
+    if primary_type not in types:
+        raise ValueError(f"expected one of {', '.join(types)}, got primary type {primary_type!r}")
+    return {
+        "types": {"EIP712Domain": EIP712_DOMAIN_TYPE, primary_type: types[primary_type]},
+        "primaryType": primary_type,
+        "domain": dom,
+        "message": message,
+    }
+
+
+def sign(account: LocalAccount, data: dict[str, Any]) -> bytes:
+    """Sign typed data; returns the 65-byte signature r ‖ s ‖ v (v 27/28, low s)."""
+    signed = account.sign_message(encode_typed_data(full_message=data))
+    return bytes(signed.signature)
+
+
+def check_signature_form(signature: bytes) -> None:
+    """Enforce the form OpenZeppelin's ECDSA accepts: 65 bytes, v ∈ {27, 28}, s ≤ n/2 (EIP-2).
+
+    Raises :class:`SignatureError` saying what was expected and what was given.
+    """
+    if len(signature) != 65:
+        raise SignatureError(f"signature: expected 65 bytes, got {len(signature)}")
+    s = int.from_bytes(signature[32:64], "big")
+    if s > SECP256K1_N // 2:
+        raise SignatureError("signature: expected low s (s ≤ n/2, EIP-2), got a high-s signature")
+    if signature[64] not in (27, 28):
+        raise SignatureError(f"signature: expected v 27 or 28, got {signature[64]}")
+
+
+def recover(data: dict[str, Any], signature: bytes) -> str:
+    """Checksummed address that signed ``data``; checks the signature's form first.
+
+    Raises :class:`SignatureError` for a malformed or unrecoverable signature.
+    """
+    check_signature_form(signature)
+    try:
+        return str(Account.recover_message(encode_typed_data(full_message=data), signature=signature))
+    except Exception as exc:  # eth-keys raises several types for unrecoverable input
+        raise SignatureError(f"signature: does not recover a signer ({exc})") from exc

@@ -1,0 +1,120 @@
+"""Journal of signed transactions: each is written down before it is broadcast.
+
+After a crash the sender reads the journal back and reconciles every transaction that has no
+recorded outcome by its hash (receipt, still known to the node, or rebroadcast), so a submission
+is never lost and never sent twice under two nonces. ``chain/`` keeps no SQL: the journal is an
+append-only JSON-lines file (fsync'd per entry).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """A signed transaction: ``tx_hash`` and ``raw`` (0x-hex), the sender, its ``nonce``, and ``label``
+    (what it carries, e.g. ``submitCatalogs×25``)."""
+
+    tx_hash: str
+    sender: str
+    nonce: int
+    raw: str
+    label: str
+
+
+class TxJournal(Protocol):
+    """Where a :class:`chain.sender.TxSender` writes signed transactions and their outcomes."""
+
+    def record(self, entry: JournalEntry) -> None:
+        """Write a signed transaction, durably, before it is broadcast."""
+
+    def settle(self, tx_hash: str, outcome: str) -> None:
+        """Record the outcome (``mined``, ``reverted``, ``dropped``) of a transaction."""
+
+    def unsettled(self) -> list[JournalEntry]:
+        """Signed transactions with no recorded outcome, in nonce order."""
+
+
+class MemoryJournal:
+    """A journal that lives only as long as the process (tests, one-shot tools)."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, JournalEntry] = {}
+        self._lock = threading.Lock()
+
+    def record(self, entry: JournalEntry) -> None:
+        """See :meth:`TxJournal.record`."""
+        with self._lock:
+            self._open[entry.tx_hash] = entry
+
+    def settle(self, tx_hash: str, outcome: str) -> None:
+        """See :meth:`TxJournal.settle`."""
+        with self._lock:
+            self._open.pop(tx_hash, None)
+
+    def unsettled(self) -> list[JournalEntry]:
+        """See :meth:`TxJournal.unsettled`."""
+        with self._lock:
+            return sorted(self._open.values(), key=lambda e: e.nonce)
+
+
+class FileJournal:
+    """Append-only JSON-lines journal at ``path``; compacted (settled entries dropped) when opened."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._open: dict[str, JournalEntry] = {}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                if not line.strip():
+                    continue
+                try:
+                    item = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a torn last line from a crash mid-write: that tx was never broadcast
+                if "outcome" in item:
+                    self._open.pop(item["tx_hash"], None)
+                else:
+                    self._open[item["tx_hash"]] = JournalEntry(**item)
+        self._rewrite()
+
+    def _rewrite(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        with tmp.open("w", encoding="utf-8") as fh:
+            for entry in self._open.values():
+                fh.write(json.dumps(asdict(entry)) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+
+    def _append(self, item: dict[str, object]) -> None:
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(item) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def record(self, entry: JournalEntry) -> None:
+        """See :meth:`TxJournal.record`."""
+        with self._lock:
+            self._append(asdict(entry))
+            self._open[entry.tx_hash] = entry
+
+    def settle(self, tx_hash: str, outcome: str) -> None:
+        """See :meth:`TxJournal.settle`."""
+        with self._lock:
+            if tx_hash in self._open:
+                self._append({"tx_hash": tx_hash, "outcome": outcome})
+                del self._open[tx_hash]
+
+    def unsettled(self) -> list[JournalEntry]:
+        """See :meth:`TxJournal.unsettled`."""
+        with self._lock:
+            return sorted(self._open.values(), key=lambda e: e.nonce)

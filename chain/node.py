@@ -1,0 +1,141 @@
+"""The local anvil node (npm ``@foundry-rs/anvil``) used by ``dirchain up`` and the tests.
+
+anvil is dev tooling: production runs against a permissioned network (Hyperledger Besu, QBFT) given
+by ``DIRCHAIN_RPC_URL``; nothing outside this module and the tests relies on anvil-only RPC methods.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+from chain.artifacts import PROJECT_ROOT
+from chain.errors import NodeError
+
+#: anvil's first deterministic dev account (mnemonic "test test ... junk"), funded with 10,000 ETH.
+ANVIL_DEV_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+
+
+def anvil_binary() -> Path:
+    """Path of the anvil executable: ``$DIRCHAIN_ANVIL``, the npm platform package, or ``anvil`` on PATH.
+
+    Raises :class:`NodeError` when none is found (run ``npm ci``).
+    """
+    override = os.environ.get("DIRCHAIN_ANVIL")
+    if override:
+        return Path(override)
+    arch = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(platform.machine(), platform.machine())
+    system = platform.system().lower()
+    candidate = PROJECT_ROOT / "node_modules" / "@foundry-rs" / f"anvil-{system}-{arch}" / "bin" / "anvil"
+    if candidate.exists():
+        return candidate
+    found = shutil.which("anvil")
+    if found:
+        return Path(found)
+    raise NodeError(f"expected anvil at {candidate} (npm package @foundry-rs/anvil), found none: run `npm ci`")
+
+
+def free_port() -> int:
+    """A currently free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class AnvilNode:
+    """A child anvil process on 127.0.0.1.
+
+    ``state_path``: file anvil loads at start and dumps on exit and every ``state_interval_s`` seconds
+    (blocks, transactions and logs survive a restart). ``block_time_s``: seconds per block (None =
+    automine, one block per transaction). ``gas_limit``: block gas limit (gas).
+    """
+
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        state_path: Path | None = None,
+        state_interval_s: int = 1,
+        block_time_s: float | None = None,
+        chain_id: int = 31337,
+        gas_limit: int = 300_000_000,
+        extra_args: list[str] | None = None,
+    ) -> None:
+        self.port = port or free_port()
+        self.state_path = state_path
+        self.state_interval_s = state_interval_s
+        self.block_time_s = block_time_s
+        self.chain_id = chain_id
+        self.gas_limit = gas_limit
+        self.extra_args = extra_args or []
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def rpc_url(self) -> str:
+        """HTTP JSON-RPC endpoint of the node."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        """The anvil command line this node runs."""
+        cmd = [
+            str(anvil_binary()),
+            "--host", "127.0.0.1",
+            "--port", str(self.port),
+            "--chain-id", str(self.chain_id),
+            "--gas-limit", str(self.gas_limit),
+            "--silent",
+        ]
+        if self.state_path is not None:
+            self.state_path.parent.mkdir(parents=True, exist_ok=True)
+            cmd += ["--state", str(self.state_path), "--state-interval", str(self.state_interval_s)]
+        if self.block_time_s is not None:
+            cmd += ["--block-time", str(self.block_time_s)]
+        return cmd + self.extra_args
+
+    def start(self, timeout_s: float = 20.0) -> str:
+        """Start anvil and wait until it answers ``eth_chainId``; returns the RPC URL.
+
+        Raises :class:`NodeError` if it exits or does not answer within ``timeout_s`` seconds.
+        """
+        self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
+                raise NodeError(f"anvil exited with {self.process.returncode}: {err.strip()}")
+            try:
+                r = httpx.post(self.rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"}, timeout=1)
+                if r.status_code == 200:
+                    return self.rpc_url
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise NodeError(f"anvil did not answer on {self.rpc_url} within {timeout_s} s")
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        """Stop anvil with SIGINT (it dumps its state first), then SIGKILL after ``timeout_s`` seconds."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def __enter__(self) -> AnvilNode:
+        self.start()
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()

@@ -1,0 +1,394 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity 0.8.28;
+
+import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {IDirectory} from "./interfaces/IDirectory.sol";
+import {DirectoryTypes} from "./libraries/DirectoryTypes.sol";
+
+/// @title Directory — one directory of the directory chain (目录链): jurisdictions, departments,
+///        catalogs (数据资源目录) and information systems (信息系统), each change signed by its authority.
+/// @notice Every state change arrives as an EIP-712 submission signed by the department or administrator
+///         that owns it, relayed (and paid for) by an account holding RELAYER_ROLE. The relayer cannot forge
+///         a record: the contract recovers the signer (OpenZeppelin ECDSA, low-s only, EIP-2) and checks
+///         its role. Batches are atomic: one invalid submission reverts the whole transaction.
+/// @dev Roles: DEFAULT_ADMIN_ROLE (the bureau; administers every jurisdiction and grants RELAYER_ROLE),
+///      per-jurisdiction administrators (also administer the jurisdiction's descendants), department
+///      signing keys bound to (jurisdiction, department), RELAYER_ROLE (submits transactions, pays gas).
+///      Nonces are unordered (a bitmap per signer), so submissions signed concurrently can land in any order.
+contract Directory is IDirectory, AccessControl, EIP712 {
+    /// @notice Role allowed to submit signed batches (the service account that pays gas).
+    bytes32 public constant RELAYER_ROLE = keccak256("RELAYER_ROLE");
+
+    /// @notice EIP-712 domain name and version (EIP-712 `name`, `version`).
+    string public constant DOMAIN_NAME = "DirectoryChain";
+    string public constant DOMAIN_VERSION = "1";
+
+    /// @dev Maximum length in bytes of any code (jurisdiction, department, catalog, system).
+    uint256 private constant MAX_CODE_BYTES = 64;
+
+    struct JurisdictionState {
+        bytes32 parent;
+        Tier tier;
+    }
+
+    /// @notice Current state of a catalog or system.
+    struct RecordState {
+        bytes32 department; // owning department id
+        uint32 version; // latest version, 0 if never registered
+        RecordStatus status;
+    }
+
+    mapping(bytes32 id => JurisdictionState) private _jurisdictions;
+    mapping(bytes32 jurisdiction => mapping(address account => bool)) private _administrators;
+    mapping(bytes32 department => bytes32 jurisdiction) private _departmentJurisdiction;
+    mapping(address account => bytes32 department) private _accountDepartment;
+    mapping(RecordKind => mapping(bytes32 codeHash => RecordState)) private _records;
+    mapping(RecordKind => mapping(bytes32 codeHash => mapping(uint32 version => bytes32 digest))) private _digests;
+    mapping(address signer => mapping(uint256 word => uint256 bits)) private _nonceBitmap;
+
+    /// @param administrator receives DEFAULT_ADMIN_ROLE (administers every jurisdiction)
+    /// @param relayer receives RELAYER_ROLE (may submit signed batches)
+    constructor(address administrator, address relayer) EIP712(DOMAIN_NAME, DOMAIN_VERSION) {
+        _grantRole(DEFAULT_ADMIN_ROLE, administrator);
+        _grantRole(RELAYER_ROLE, relayer);
+    }
+
+    // ================================================================ submissions (RELAYER_ROLE)
+
+    /// @notice Adds jurisdictions, in order (a parent before its children).
+    /// @dev Reverts AccessControlUnauthorizedAccount (caller lacks RELAYER_ROLE), DirectoryBatchEmpty,
+    ///      SubmissionExpired, SubmissionNonceUsed, ECDSAInvalidSignature*, DirectoryCodeInvalid,
+    ///      JurisdictionAlreadyAdded, JurisdictionUnknown (parent), JurisdictionParentInvalid,
+    ///      JurisdictionNotAdministrator. Emits JurisdictionAdded per submission.
+    function addJurisdictions(JurisdictionSubmission[] calldata batch) external onlyRole(RELAYER_ROLE) {
+        _requireNonEmpty(batch.length);
+        for (uint256 i; i < batch.length; ++i) {
+            JurisdictionSubmission calldata s = batch[i];
+            address signer = _authenticate(DirectoryTypes.hash(s), s.nonce, s.deadline, s.signature);
+            _requireCode(s.code);
+            bytes32 id = keccak256(bytes(s.code));
+            if (_jurisdictions[id].tier != Tier.None) revert JurisdictionAlreadyAdded(id);
+            Tier parentTier = Tier.None;
+            if (s.parent != bytes32(0)) {
+                parentTier = _requireJurisdiction(s.parent).tier;
+                _requireAdministrator(s.parent, signer);
+            } else if (!hasRole(DEFAULT_ADMIN_ROLE, signer)) {
+                revert JurisdictionNotAdministrator(bytes32(0), signer);
+            }
+            if (s.tier == Tier.None || uint8(parentTier) + 1 != uint8(s.tier)) {
+                revert JurisdictionParentInvalid(s.parent, parentTier, s.tier);
+            }
+            _addJurisdiction(id, s, signer);
+        }
+    }
+
+    /// @notice Registers departments in their jurisdictions.
+    /// @dev Signed by an administrator of the jurisdiction or an ancestor. Reverts as addJurisdictions,
+    ///      plus DepartmentAlreadyRegistered. Emits DepartmentRegistered per submission.
+    function registerDepartments(DepartmentSubmission[] calldata batch) external onlyRole(RELAYER_ROLE) {
+        _requireNonEmpty(batch.length);
+        for (uint256 i; i < batch.length; ++i) {
+            DepartmentSubmission calldata s = batch[i];
+            address signer = _authenticate(DirectoryTypes.hash(s), s.nonce, s.deadline, s.signature);
+            _requireCode(s.code);
+            _requireJurisdiction(s.jurisdiction);
+            _requireAdministrator(s.jurisdiction, signer);
+            bytes32 id = keccak256(bytes(s.code));
+            if (_departmentJurisdiction[id] != bytes32(0)) revert DepartmentAlreadyRegistered(id);
+            _registerDepartment(id, s, signer);
+        }
+    }
+
+    /// @notice Grants or revokes jurisdiction administrators and department signing keys.
+    /// @dev An administrator is appointed by an administrator of a strict ancestor (or DEFAULT_ADMIN_ROLE);
+    ///      a department key by an administrator of the department's jurisdiction or an ancestor.
+    ///      Reverts AccountRoleUnknown, JurisdictionUnknown, DepartmentUnknown, JurisdictionNotAdministrator,
+    ///      DepartmentAccountTaken (key already bound), DepartmentAccountNotBound (revoking an unbound key),
+    ///      plus the signature checks. Emits AdministratorSet or DepartmentAccountSet.
+    function setAccounts(AccountSubmission[] calldata batch) external onlyRole(RELAYER_ROLE) {
+        _requireNonEmpty(batch.length);
+        for (uint256 i; i < batch.length; ++i) {
+            AccountSubmission calldata s = batch[i];
+            address signer = _authenticate(DirectoryTypes.hash(s), s.nonce, s.deadline, s.signature);
+            if (s.role == AccountRole.Administrator) {
+                bytes32 parent = _requireJurisdiction(s.scope).parent;
+                if (parent == bytes32(0)) {
+                    if (!hasRole(DEFAULT_ADMIN_ROLE, signer)) revert JurisdictionNotAdministrator(s.scope, signer);
+                } else {
+                    _requireAdministrator(parent, signer);
+                }
+                _setAdministrator(s.scope, s.account, s.active, signer, s.nonce);
+            } else if (s.role == AccountRole.Department) {
+                bytes32 home = _departmentJurisdiction[s.scope];
+                if (home == bytes32(0)) revert DepartmentUnknown(s.scope);
+                _requireAdministrator(home, signer);
+                bytes32 bound = _accountDepartment[s.account];
+                if (s.active && bound != bytes32(0)) revert DepartmentAccountTaken(s.account, bound);
+                if (!s.active && bound != s.scope) revert DepartmentAccountNotBound(s.account, s.scope);
+                _setDepartmentAccount(s.scope, home, s.account, s.active, signer, s.nonce);
+            } else {
+                revert AccountRoleUnknown(s.role);
+            }
+        }
+    }
+
+    /// @notice Registers, updates or retires catalogs (数据资源目录), each signed by its owning department.
+    /// @dev Reverts, besides the signature checks: DepartmentAccountNotBound (signer is not a key of the
+    ///      submission's department), RecordJurisdictionMismatch, RecordStatusInvalid, RecordVersionMismatch,
+    ///      RecordNotOwner, RecordContentInvalid, RecordActionUnknown, CatalogSourceSystemUnknown.
+    ///      Emits CatalogVersionRecorded or CatalogRetired per submission.
+    function submitCatalogs(RecordSubmission[] calldata batch) external onlyRole(RELAYER_ROLE) {
+        _submitRecords(RecordKind.Catalog, batch);
+    }
+
+    /// @notice Registers, updates or retires information systems (信息系统), each signed by its owner.
+    /// @dev Reverts as submitCatalogs (a system must leave sourceSystem zero: RecordContentInvalid).
+    ///      Emits SystemVersionRecorded or SystemRetired per submission.
+    function submitSystems(RecordSubmission[] calldata batch) external onlyRole(RELAYER_ROLE) {
+        _submitRecords(RecordKind.System, batch);
+    }
+
+    // ================================================================ views
+
+    /// @notice Parent and tier of a jurisdiction (tier None if unknown).
+    function jurisdiction(bytes32 id) external view returns (bytes32 parent, Tier tier) {
+        JurisdictionState storage j = _jurisdictions[id];
+        return (j.parent, j.tier);
+    }
+
+    /// @notice Whether `account` administers `id` directly (ancestors not consulted).
+    function isAdministrator(bytes32 id, address account) external view returns (bool) {
+        return _administrators[id][account];
+    }
+
+    /// @notice Jurisdiction of a department (zero if the department is unknown).
+    function departmentJurisdiction(bytes32 department) external view returns (bytes32) {
+        return _departmentJurisdiction[department];
+    }
+
+    /// @notice Department `account` signs for (zero if none).
+    function accountDepartment(address account) external view returns (bytes32) {
+        return _accountDepartment[account];
+    }
+
+    /// @notice Current state of a catalog or system by code.
+    function record(RecordKind kind, string calldata code) external view returns (RecordState memory) {
+        return _records[kind][keccak256(bytes(code))];
+    }
+
+    /// @notice Digest committed for `version` of a catalog or system (zero if none; zero for a retire version).
+    function recordDigest(RecordKind kind, string calldata code, uint32 version) external view returns (bytes32) {
+        return _digests[kind][keccak256(bytes(code))][version];
+    }
+
+    /// @notice Whether `signer` has used `nonce`.
+    function nonceUsed(address signer, uint256 nonce) external view returns (bool) {
+        return _nonceBitmap[signer][nonce >> 8] & (uint256(1) << (nonce & 0xff)) != 0;
+    }
+
+    /// @notice The EIP-712 type strings of the five submission types, in the order
+    ///         Jurisdiction, Department, Account, Catalog, System. Off-chain signers read them from here.
+    function eip712Types() external pure returns (string[5] memory) {
+        return [
+            DirectoryTypes.JURISDICTION_TYPE,
+            DirectoryTypes.DEPARTMENT_TYPE,
+            DirectoryTypes.ACCOUNT_TYPE,
+            DirectoryTypes.CATALOG_TYPE,
+            DirectoryTypes.SYSTEM_TYPE
+        ];
+    }
+
+    // ================================================================ internal: checks
+
+    function _requireNonEmpty(uint256 length) private pure {
+        if (length == 0) revert DirectoryBatchEmpty();
+    }
+
+    function _requireCode(string calldata code) private pure {
+        uint256 n = bytes(code).length;
+        if (n == 0 || n > MAX_CODE_BYTES) revert DirectoryCodeInvalid(code);
+    }
+
+    function _requireJurisdiction(bytes32 id) private view returns (JurisdictionState storage j) {
+        j = _jurisdictions[id];
+        if (j.tier == Tier.None) revert JurisdictionUnknown(id);
+    }
+
+    /// @dev Passes if `signer` holds DEFAULT_ADMIN_ROLE or administers `id` or an ancestor (≤ 3 levels).
+    function _requireAdministrator(bytes32 id, address signer) private view {
+        if (hasRole(DEFAULT_ADMIN_ROLE, signer)) return;
+        bytes32 cursor = id;
+        while (cursor != bytes32(0)) {
+            if (_administrators[cursor][signer]) return;
+            cursor = _jurisdictions[cursor].parent;
+        }
+        revert JurisdictionNotAdministrator(id, signer);
+    }
+
+    /// @dev Checks deadline, recovers the EIP-712 signer (OpenZeppelin ECDSA: 65 bytes, low s) and spends the nonce.
+    function _authenticate(bytes32 structHash, uint256 nonce, uint256 deadline, bytes calldata signature)
+        private
+        returns (address signer)
+    {
+        if (deadline < block.timestamp) revert SubmissionExpired(deadline, block.timestamp);
+        signer = ECDSA.recover(_hashTypedDataV4(structHash), signature);
+        _useNonce(signer, nonce);
+    }
+
+    /// @dev The one validator of the record state machine: reverts with the current and the expected status.
+    function _requireStatus(RecordKind kind, string calldata code, RecordStatus current, RecordStatus expected)
+        private
+        pure
+    {
+        if (current != expected) revert RecordStatusInvalid(kind, code, current, expected);
+    }
+
+    // ================================================================ internal: records
+
+    function _submitRecords(RecordKind kind, RecordSubmission[] calldata batch) private {
+        _requireNonEmpty(batch.length);
+        for (uint256 i; i < batch.length; ++i) {
+            RecordSubmission calldata s = batch[i];
+            bool retire = s.action == RecordAction.Retire;
+            bytes32 digest = retire ? bytes32(0) : keccak256(s.record);
+            address signer = _authenticate(DirectoryTypes.hash(s, kind, digest), s.nonce, s.deadline, s.signature);
+            _requireCode(s.code);
+            _requireSigner(s, signer);
+            bytes32 codeHash = keccak256(bytes(s.code));
+            RecordState storage state = _records[kind][codeHash];
+            if (s.action == RecordAction.Register) {
+                _requireStatus(kind, s.code, state.status, RecordStatus.None);
+            } else if (s.action == RecordAction.Update || retire) {
+                _requireStatus(kind, s.code, state.status, RecordStatus.Active);
+                if (state.department != s.department) revert RecordNotOwner(kind, s.code, state.department, s.department);
+            } else {
+                revert RecordActionUnknown(s.action);
+            }
+            if (s.version != state.version + 1) revert RecordVersionMismatch(kind, s.code, state.version + 1, s.version);
+            if (retire == (s.record.length != 0) || (kind == RecordKind.System && s.sourceSystem != bytes32(0))) {
+                revert RecordContentInvalid(kind, s.code);
+            }
+            if (kind == RecordKind.Catalog && s.sourceSystem != bytes32(0)) {
+                if (_records[RecordKind.System][s.sourceSystem].status != RecordStatus.Active) {
+                    revert CatalogSourceSystemUnknown(s.code, s.sourceSystem);
+                }
+            }
+            if (retire) {
+                _retireRecord(kind, codeHash, state, s, signer);
+            } else {
+                _recordVersion(kind, codeHash, state, s, digest, signer);
+            }
+        }
+    }
+
+    /// @dev The signer must be a bound key of the submission's department, in the submission's jurisdiction.
+    function _requireSigner(RecordSubmission calldata s, address signer) private view {
+        if (_accountDepartment[signer] != s.department || s.department == bytes32(0)) {
+            revert DepartmentAccountNotBound(signer, s.department);
+        }
+        bytes32 home = _departmentJurisdiction[s.department];
+        if (home != s.jurisdiction) revert RecordJurisdictionMismatch(home, s.jurisdiction);
+    }
+
+    // ================================================================ internal setters (write, then emit)
+
+    function _useNonce(address signer, uint256 nonce) private {
+        uint256 bit = uint256(1) << (nonce & 0xff);
+        uint256 bits = _nonceBitmap[signer][nonce >> 8];
+        if (bits & bit != 0) revert SubmissionNonceUsed(signer, nonce);
+        _nonceBitmap[signer][nonce >> 8] = bits | bit;
+    }
+
+    function _addJurisdiction(bytes32 id, JurisdictionSubmission calldata s, address signer) private {
+        _jurisdictions[id] = JurisdictionState({parent: s.parent, tier: s.tier});
+        emit JurisdictionAdded(id, s.parent, s.tier, s.code, s.name, signer, s.nonce);
+    }
+
+    function _registerDepartment(bytes32 id, DepartmentSubmission calldata s, address signer) private {
+        _departmentJurisdiction[id] = s.jurisdiction;
+        emit DepartmentRegistered(id, s.jurisdiction, s.code, s.name, signer, s.nonce);
+    }
+
+    function _setAdministrator(bytes32 id, address account, bool active, address signer, uint256 nonce) private {
+        _administrators[id][account] = active;
+        emit AdministratorSet(id, account, active, signer, nonce);
+    }
+
+    function _setDepartmentAccount(
+        bytes32 department,
+        bytes32 home,
+        address account,
+        bool active,
+        address signer,
+        uint256 nonce
+    ) private {
+        _accountDepartment[account] = active ? department : bytes32(0);
+        emit DepartmentAccountSet(department, account, home, active, signer, nonce);
+    }
+
+    function _recordVersion(
+        RecordKind kind,
+        bytes32 codeHash,
+        RecordState storage state,
+        RecordSubmission calldata s,
+        bytes32 digest,
+        address signer
+    ) private {
+        state.department = s.department;
+        state.version = s.version;
+        state.status = RecordStatus.Active;
+        _digests[kind][codeHash][s.version] = digest;
+        if (kind == RecordKind.Catalog) {
+            emit CatalogVersionRecorded(
+                codeHash,
+                s.jurisdiction,
+                s.department,
+                s.code,
+                s.version,
+                digest,
+                s.sourceSystem,
+                signer,
+                s.nonce,
+                s.deadline,
+                s.signature,
+                s.record
+            );
+        } else {
+            emit SystemVersionRecorded(
+                codeHash,
+                s.jurisdiction,
+                s.department,
+                s.code,
+                s.version,
+                digest,
+                signer,
+                s.nonce,
+                s.deadline,
+                s.signature,
+                s.record
+            );
+        }
+    }
+
+    function _retireRecord(
+        RecordKind kind,
+        bytes32 codeHash,
+        RecordState storage state,
+        RecordSubmission calldata s,
+        address signer
+    ) private {
+        state.version = s.version;
+        state.status = RecordStatus.Retired;
+        if (kind == RecordKind.Catalog) {
+            emit CatalogRetired(
+                codeHash, s.jurisdiction, s.department, s.code, s.version, signer, s.nonce, s.deadline, s.signature
+            );
+        } else {
+            emit SystemRetired(
+                codeHash, s.jurisdiction, s.department, s.code, s.version, signer, s.nonce, s.deadline, s.signature
+            );
+        }
+    }
+}

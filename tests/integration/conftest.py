@@ -1,0 +1,193 @@
+"""Fixtures for integration tests: a real anvil node, a fresh Directory per test, a small world of
+jurisdictions and departments with their own keys, and record factories."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import pytest
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from chain import eip712
+from chain.deploy import Deployment, deploy_directory
+from chain.directory import DirectoryClient, to_struct
+from chain.journal import MemoryJournal
+from chain.node import AnvilNode
+from chain.rpc import Rpc
+from chain.sender import TxSender
+from registry.messages import Message, account_message, department_message, jurisdiction_message
+from registry.models import CatalogRecord, DataItem, Department, Jurisdiction, SystemRecord, Tier
+
+CHAIN_ID = 31337
+FUNDS_WEI = 10**24
+
+
+@pytest.fixture(scope="session")
+def anvil() -> Iterator[AnvilNode]:
+    """One automining anvil node for the test session."""
+    node = AnvilNode(chain_id=CHAIN_ID)
+    node.start()
+    yield node
+    node.stop()
+
+
+@pytest.fixture(scope="session")
+def rpc(anvil: AnvilNode) -> Rpc:
+    """JSON-RPC client of the session's anvil."""
+    return Rpc(anvil.rpc_url)
+
+
+def funded_account(rpc: Rpc) -> LocalAccount:
+    """A new random account with 10^6 ETH (anvil_setBalance: test tooling only)."""
+    acct: LocalAccount = Account.create()
+    rpc.call("anvil_setBalance", [acct.address, hex(FUNDS_WEI)])
+    return acct
+
+
+@dataclass
+class Chain:
+    """A fresh Directory deployment: the client (relayer-backed), its deployment, the bureau admin key."""
+
+    client: DirectoryClient
+    deployment: Deployment
+    administrator: LocalAccount
+    relayer: LocalAccount
+    rpc: Rpc
+
+
+@pytest.fixture
+def chain(rpc: Rpc) -> Chain:
+    """A Directory deployed afresh for this test; relayer = a funded random key."""
+    return new_chain(rpc)
+
+
+def new_chain(rpc: Rpc) -> Chain:
+    """Deploy a fresh Directory with a random bureau administrator and a funded relayer."""
+    administrator: LocalAccount = Account.create()
+    relayer = funded_account(rpc)
+    sender = TxSender(rpc, relayer, MemoryJournal(), CHAIN_ID, receipt_timeout_s=30)
+    dep = deploy_directory(sender, administrator.address, relayer.address)
+    client = DirectoryClient(rpc, dep.address, CHAIN_ID, sender)
+    return Chain(client, dep, administrator, relayer, rpc)
+
+
+_nonce_seq = iter(range(1, 10**9))
+
+
+def next_nonce() -> int:
+    """A fresh nonce (unordered nonces: any unused value is valid)."""
+    return next(_nonce_seq)
+
+
+def deadline(seconds: int = 3600) -> int:
+    """A deadline ``seconds`` from now (unix seconds)."""
+    return int(time.time()) + seconds
+
+
+def sign(client: DirectoryClient, account: LocalAccount, msg: Message) -> tuple[Any, ...]:
+    """Sign ``msg`` with ``account`` and return the ABI struct to submit."""
+    sig = eip712.sign(account, client.typed_data(msg.primary, msg.message))
+    return to_struct(msg.primary, msg.message, sig, msg.record)
+
+
+def submit(client: DirectoryClient, account: LocalAccount, msg: Message) -> Any:
+    """Sign, submit alone, and wait for the receipt."""
+    return client.submit_and_wait(msg.primary, [sign(client, account, msg)])
+
+
+CITY = Jurisdiction(code="110000", name="北京市", tier=Tier.CITY, gb2260_code="110000")
+XICHENG = Jurisdiction(code="110102", name="西城区", tier=Tier.DISTRICT, parent="110000", gb2260_code="110102")
+DAXING = Jurisdiction(code="110115", name="大兴区", tier=Tier.DISTRICT, parent="110000", gb2260_code="110115")
+YUETAN = Jurisdiction(code="110102/月坛街道", name="月坛街道", tier=Tier.STREET, parent="110102")
+
+DEPARTMENTS = {
+    "xc_civil": Department(code="DXC0001", name="西城区民政局", jurisdiction="110102"),
+    "xc_health": Department(code="DXC0002", name="西城区卫生健康委员会", jurisdiction="110102"),
+    "dx_civil": Department(code="DDX0001", name="大兴区民政局", jurisdiction="110115"),
+    "yuetan": Department(code="DYT0001", name="月坛街道办事处", jurisdiction="110102/月坛街道"),
+}
+
+
+@dataclass
+class World:
+    """A directory with 北京市 → 西城区 → 月坛街道 and 大兴区, four departments each with a bound key."""
+
+    chain: Chain
+    keys: dict[str, LocalAccount] = field(default_factory=dict)
+
+    @property
+    def client(self) -> DirectoryClient:
+        return self.chain.client
+
+    def department(self, name: str) -> Department:
+        return DEPARTMENTS[name]
+
+
+@pytest.fixture
+def world(chain: Chain) -> World:
+    """Jurisdictions, departments and department keys set up by the bureau administrator."""
+    return build_world(chain)
+
+
+def build_world(chain: Chain) -> World:
+    """Add the four jurisdictions and four departments of :data:`DEPARTMENTS` and bind a key to each."""
+    admin = chain.administrator
+    c = chain.client
+    c.submit_and_wait(
+        "Jurisdiction",
+        [sign(c, admin, jurisdiction_message(j, next_nonce(), deadline())) for j in (CITY, XICHENG, DAXING, YUETAN)],
+    )
+    c.submit_and_wait(
+        "Department", [sign(c, admin, department_message(d, next_nonce(), deadline())) for d in DEPARTMENTS.values()]
+    )
+    w = World(chain)
+    binds = []
+    for name, dept in DEPARTMENTS.items():
+        w.keys[name] = Account.create()
+        binds.append(
+            sign(c, admin, account_message("department", dept.code, w.keys[name].address, True, next_nonce(), deadline()))
+        )
+    c.submit_and_wait("Account", binds)
+    return w
+
+
+def system_record(dept: Department, code: str = "SXC0001", **overrides: Any) -> SystemRecord:
+    """A valid information system owned by ``dept``."""
+    data: dict[str, Any] = {
+        "code": code,
+        "name": "智慧救助平台",
+        "owner": dept.name,
+        "owner_code": dept.code,
+        "jurisdiction": dept.jurisdiction,
+        "status": "online",
+    }
+    data.update(overrides)
+    return SystemRecord.model_validate(data)
+
+
+def catalog_record(dept: Department, code: str = "301001/XC0001", **overrides: Any) -> CatalogRecord:
+    """A valid conditional-share catalog owned by ``dept``."""
+    data: dict[str, Any] = {
+        "code": code,
+        "name": "困难家庭数据库",
+        "classification": code.split("/")[0],
+        "provider": dept.name,
+        "provider_code": dept.code,
+        "jurisdiction": dept.jurisdiction,
+        "summary": "困难家庭救助对象基本信息",
+        "format": "database",
+        "data_items": [DataItem(name="户主姓名", data_type="string"), DataItem(name="救助类别", data_type="code")],
+        "share_type": "conditional",
+        "share_conditions": "仅用于社会救助审核",
+        "open_type": "none",
+        "update_frequency": "monthly",
+        "publish_date": date(2021, 1, 1),
+        "grade": "3",
+    }
+    data.update(overrides)
+    return CatalogRecord.model_validate(data)
