@@ -17,9 +17,7 @@ class ReorgDetected(RegistryError):
     """
 
     def __init__(self, block_number: int, expected_hash: str, got_hash: str) -> None:
-        super().__init__(
-            f"reorganisation at block {block_number}: index has {expected_hash}, chain has {got_hash}"
-        )
+        super().__init__(f"reorganisation at block {block_number}: index has {expected_hash}, chain has {got_hash}")
         self.block_number = block_number
         self.expected_hash = expected_hash
         self.got_hash = got_hash

@@ -186,8 +186,8 @@ class CatalogRecord(_Strict):
     open_conditions: LongText | None = None  # 开放条件
     update_frequency: UpdateFrequency  # 更新周期
     publish_date: date  # 发布日期
-    related_codes: Annotated[list[str], Field(max_length=100)] = []  # 关联资源代码
-    source_system: Code | None = None  # code of the information system that produces it
+    related_codes: Annotated[list[Annotated[str, Field(pattern=CATALOG_CODE.pattern)]], Field(max_length=100)] = []  # 关联资源代码
+    source_system: Annotated[str, Field(pattern=SYSTEM_CODE.pattern)] | None = None  # code of the information system that produces it
     grade: str  # 数据分级 (DB11/T 1918-2021)
     remarks: LongText | None = None  # 备注
 

@@ -191,3 +191,73 @@ def catalog_record(dept: Department, code: str = "301001/XC0001", **overrides: A
     }
     data.update(overrides)
     return CatalogRecord.model_validate(data)
+
+
+# ---------------------------------------------------------------- contract-test helpers
+
+
+def decoded_events(client: DirectoryClient, receipt: Any) -> list[Any]:
+    """The receipt's logs decoded against the Directory ABI (``chain.abi.DecodedLog``), in log order."""
+    return [client.codec.decode_log(log) for log in receipt.logs]
+
+
+def storage_root(client: DirectoryClient) -> str:
+    """Storage root of the Directory at ``latest`` (``eth_getProof``): equal roots, equal storage."""
+    return str(client.rpc.call("eth_getProof", [client.address, [], "latest"])["storageHash"])
+
+
+def with_signature(struct: tuple[Any, ...], signature: bytes) -> tuple[Any, ...]:
+    """``struct`` with its last member (the signature) replaced."""
+    return (*struct[:-1], signature)
+
+
+def high_s_twin(signature: bytes) -> bytes:
+    """The malleable twin of a 65-byte signature: s' = n − s and v flipped 27 ↔ 28 (recovers the same key)."""
+    s = int.from_bytes(signature[32:64], "big")
+    return signature[:32] + (eip712.SECP256K1_N - s).to_bytes(32, "big") + bytes([55 - signature[64]])
+
+
+def same_value(got: Any, want: Any) -> bool:
+    """Equality with addresses compared case-insensitively (the ABI decoder yields lowercase hex)."""
+    if isinstance(got, str) and isinstance(want, str) and got.startswith("0x") and len(got) == 42:
+        return got.lower() == want.lower()
+    return bool(got == want)
+
+
+def expect_revert(
+    client: DirectoryClient, primary: str, structs: list[tuple[Any, ...]], error: str | None, **args: Any
+) -> Any:
+    """Assert the batch reverts with custom error ``error`` (None: with no revert data at all) and ``args``.
+
+    Checks twice: the relayer's gas estimate refuses the batch, and the very batch mined anyway (explicit
+    gas) fails with status 0, no log, and the Directory's storage root unchanged. Returns the exception.
+    """
+    from chain.directory import METHOD_OF
+    from chain.errors import ContractRevert, TransactionFailed, UnknownRevert
+
+    assert client.sender is not None
+    root = storage_root(client)
+    with pytest.raises((ContractRevert, UnknownRevert)) as caught:
+        client.submit(primary, structs)
+    exc = caught.value
+    if error is None:
+        assert isinstance(exc, UnknownRevert) and exc.data == b"", f"expected an empty revert, got {exc}"
+    else:
+        assert isinstance(exc, ContractRevert) and exc.name == error, f"expected {error}, got {exc}"
+        for key, want in args.items():
+            got = exc.args_by_name[key]
+            assert same_value(got, want), f"{error}.{key}: expected {want!r}, got {got!r}"
+    tx = client.sender.send(client.address, client.encode(METHOD_OF[primary], [structs]), 5_000_000)
+    with pytest.raises(TransactionFailed):
+        client.sender.wait(tx)
+    assert client.rpc.call("eth_getTransactionReceipt", [tx])["logs"] == []
+    assert storage_root(client) == root, "a reverted batch changed the Directory's storage"
+    return exc
+
+
+def appoint_administrator(chain: Chain, scope: str, signer: LocalAccount | None = None) -> LocalAccount:
+    """A new key made administrator of jurisdiction ``scope`` (signed by ``signer``, default the bureau)."""
+    acct: LocalAccount = Account.create()
+    msg = account_message("administrator", scope, acct.address, True, next_nonce(), deadline())
+    submit(chain.client, signer or chain.administrator, msg)
+    return acct

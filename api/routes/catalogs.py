@@ -1,0 +1,111 @@
+"""``/catalogs``: register, update and retire data resource catalogs (数据资源目录); list and read them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from api.deps import ServicesDep, SessionDep
+from api.problems import ApiProblem
+from api.routes.records import parse_record, versions_public
+from api.schemas import CatalogCreate, CatalogDetail, CatalogPublic, Page, RetirementCreate, SubmissionAccepted
+from registry import queries
+from registry.db import CatalogRow
+from registry.messages import record_message, retire_message
+from registry.models import OpenType, ShareType, Tier
+
+router = APIRouter(prefix="/catalogs", tags=["catalogs"])
+
+
+def _public(r: CatalogRow) -> CatalogPublic:
+    return CatalogPublic(
+        code=r.code,
+        name=r.name,
+        jurisdiction=r.jurisdiction_code,
+        tier=r.tier,
+        provider=r.provider,
+        provider_code=r.department_code,
+        share_type=r.share_type,
+        open_type=r.open_type,
+        update_frequency=r.update_frequency,
+        status=r.status,
+        latest_version=r.latest_version,
+        latest_digest=r.latest_digest,
+        source_system=r.source_system,
+        tx_hash=r.tx_hash,
+        block_number=r.block_number,
+        updated_at=r.updated_at,
+        record=parse_record(r.record),
+    )
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=SubmissionAccepted)
+async def submit_catalog(body: CatalogCreate, services: ServicesDep) -> SubmissionAccepted:
+    """Relay a catalog version signed by its department (EIP-712 ``Catalog``).
+
+    202 with the transaction hash; the record appears at ``record_url`` once indexed. 4xx problem
+    for an invalid record (422), a malformed signature (400), a signer not authorised (403), a
+    replayed nonce or version conflict (409), an expired deadline (422).
+    """
+    msg = record_message(body.record, body.action, body.version, body.nonce, body.deadline)
+    tx_hash, signer = await services.relay.submit(msg, body.signature, body.record.code)
+    return SubmissionAccepted(
+        tx_hash=tx_hash,
+        signer=signer,
+        primary_type=msg.primary,
+        code=body.record.code,
+        version=body.version,
+        digest="0x" + msg.message["digest"].hex(),
+        status_url=f"/submissions/{tx_hash}",
+        record_url=f"/catalogs/{body.record.code}",
+    )
+
+
+@router.post("/{code:path}/retirement", status_code=status.HTTP_202_ACCEPTED, response_model=SubmissionAccepted)
+async def retire_catalog(code: str, body: RetirementCreate, services: ServicesDep) -> SubmissionAccepted:
+    """Relay a catalog retirement signed by its department (the catalog accepts no further versions)."""
+    msg = retire_message("catalog", code, body.jurisdiction, body.department, body.version, body.nonce, body.deadline)
+    tx_hash, signer = await services.relay.submit(msg, body.signature, code)
+    return SubmissionAccepted(
+        tx_hash=tx_hash, signer=signer, primary_type=msg.primary, code=code, version=body.version,
+        status_url=f"/submissions/{tx_hash}", record_url=f"/catalogs/{code}",
+    )
+
+
+@router.get("", response_model=Page[CatalogPublic])
+def list_catalogs(
+    session: SessionDep,
+    jurisdiction: Annotated[str | None, Query(description="jurisdiction code, e.g. 110102")] = None,
+    owner: Annotated[str | None, Query(description="owning department code (provider code)")] = None,
+    share_type: ShareType | None = None,
+    open_type: OpenType | None = None,
+    tier: Tier | None = None,
+    status_: Annotated[str | None, Query(alias="status", pattern="^(active|retired)$")] = None,
+    text: Annotated[str | None, Query(max_length=100, description="substring of name, summary, items")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Page[CatalogPublic]:
+    """Catalogs as indexed, filtered and paginated (ordered by code)."""
+    rows, total = queries.list_catalogs(
+        session,
+        jurisdiction=jurisdiction,
+        owner=owner,
+        share_type=share_type.value if share_type else None,
+        open_type=open_type.value if open_type else None,
+        tier=tier.value if tier else None,
+        status=status_,
+        text=text,
+        limit=limit,
+        offset=offset,
+    )
+    return Page[CatalogPublic](items=[_public(r) for r in rows], total=total, limit=limit, offset=offset)
+
+
+@router.get("/{code:path}", response_model=CatalogDetail)
+def get_catalog(code: str, session: SessionDep) -> CatalogDetail:
+    """One catalog with every version: digest, signer, transaction hash, block number and log index."""
+    found = queries.get_catalog(session, code)
+    if found is None:
+        raise ApiProblem(404, "not-found", "No such catalog", f"no catalog with code {code!r} is indexed")
+    return CatalogDetail(**_public(found.catalog).model_dump(), versions=versions_public(found.versions))

@@ -1,0 +1,100 @@
+"""``/systems``: register, update and retire information systems (信息系统); list and read them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from api.deps import ServicesDep, SessionDep
+from api.problems import ApiProblem
+from api.routes.records import parse_record, versions_public
+from api.schemas import Page, RetirementCreate, SubmissionAccepted, SystemCreate, SystemDetail, SystemPublic
+from registry import queries
+from registry.db import SystemRow
+from registry.messages import record_message, retire_message
+from registry.models import SystemStatus, Tier
+
+router = APIRouter(prefix="/systems", tags=["systems"])
+
+
+def _public(r: SystemRow) -> SystemPublic:
+    record = parse_record(r.record)
+    return SystemPublic(
+        code=r.code,
+        name=r.name,
+        jurisdiction=r.jurisdiction_code,
+        tier=r.tier,
+        owner=r.owner,
+        owner_code=r.department_code,
+        status=r.status,
+        lifecycle=r.lifecycle,
+        latest_version=r.latest_version,
+        latest_digest=r.latest_digest,
+        tx_hash=r.tx_hash,
+        block_number=r.block_number,
+        updated_at=r.updated_at,
+        record=record,
+    )
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=SubmissionAccepted)
+async def submit_system(body: SystemCreate, services: ServicesDep) -> SubmissionAccepted:
+    """Relay an information-system version signed by its department (EIP-712 ``System``); errors as for catalogs."""
+    msg = record_message(body.record, body.action, body.version, body.nonce, body.deadline)
+    tx_hash, signer = await services.relay.submit(msg, body.signature, body.record.code)
+    return SubmissionAccepted(
+        tx_hash=tx_hash,
+        signer=signer,
+        primary_type=msg.primary,
+        code=body.record.code,
+        version=body.version,
+        digest="0x" + msg.message["digest"].hex(),
+        status_url=f"/submissions/{tx_hash}",
+        record_url=f"/systems/{body.record.code}",
+    )
+
+
+@router.post("/{code:path}/retirement", status_code=status.HTTP_202_ACCEPTED, response_model=SubmissionAccepted)
+async def retire_system(code: str, body: RetirementCreate, services: ServicesDep) -> SubmissionAccepted:
+    """Relay a system retirement signed by its department."""
+    msg = retire_message("system", code, body.jurisdiction, body.department, body.version, body.nonce, body.deadline)
+    tx_hash, signer = await services.relay.submit(msg, body.signature, code)
+    return SubmissionAccepted(
+        tx_hash=tx_hash, signer=signer, primary_type=msg.primary, code=code, version=body.version,
+        status_url=f"/submissions/{tx_hash}", record_url=f"/systems/{code}",
+    )
+
+
+@router.get("", response_model=Page[SystemPublic])
+def list_systems(
+    session: SessionDep,
+    jurisdiction: Annotated[str | None, Query(description="jurisdiction code")] = None,
+    owner: Annotated[str | None, Query(description="owning department code")] = None,
+    status_: Annotated[SystemStatus | None, Query(alias="status")] = None,
+    tier: Tier | None = None,
+    text: Annotated[str | None, Query(max_length=100)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Page[SystemPublic]:
+    """Information systems as indexed, filtered and paginated (ordered by code)."""
+    rows, total = queries.list_systems(
+        session,
+        jurisdiction=jurisdiction,
+        owner=owner,
+        status=status_.value if status_ else None,
+        tier=tier.value if tier else None,
+        text=text,
+        limit=limit,
+        offset=offset,
+    )
+    return Page[SystemPublic](items=[_public(r) for r in rows], total=total, limit=limit, offset=offset)
+
+
+@router.get("/{code:path}", response_model=SystemDetail)
+def get_system(code: str, session: SessionDep) -> SystemDetail:
+    """One information system with every version and its provenance."""
+    found = queries.get_system(session, code)
+    if found is None:
+        raise ApiProblem(404, "not-found", "No such system", f"no system with code {code!r} is indexed")
+    return SystemDetail(**_public(found.system).model_dump(), versions=versions_public(found.versions))

@@ -1,0 +1,217 @@
+"""Request (``*Create``) and response (``*Public``) schemas of the HTTP API, separate from the ORM.
+
+A submission body is the record plus the EIP-712 envelope its authority signed: ``nonce``
+(uint256, any unused value: nonces are unordered), ``deadline`` (unix seconds) and ``signature``
+(0x-hex, 65 bytes r‖s‖v, low s). Unknown fields are rejected everywhere.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from registry.models import CatalogRecord, Department, Jurisdiction, SystemRecord
+
+T = TypeVar("T")
+UINT256_MAX = 2**256 - 1
+HexBytes = Annotated[str, Field(pattern=r"^0x([0-9a-fA-F]{2})*$", max_length=2 + 2 * 1024)]
+Address = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{40}$")]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Envelope(_Body):
+    """What every signed submission carries besides its content."""
+
+    nonce: Annotated[int, Field(ge=0, le=UINT256_MAX)]
+    deadline: Annotated[int, Field(ge=0, le=2**64 - 1, description="unix seconds")]
+    signature: HexBytes
+
+
+class JurisdictionCreate(Envelope):
+    """Add a jurisdiction; signed by an administrator of its parent (the bureau for the city)."""
+
+    jurisdiction: Jurisdiction
+
+
+class DepartmentCreate(Envelope):
+    """Register a department; signed by an administrator of its jurisdiction or an ancestor."""
+
+    department: Department
+
+
+class AccountCreate(Envelope):
+    """Grant (``active``) or revoke a role: ``administrator`` of a jurisdiction or ``department`` key."""
+
+    role: Literal["administrator", "department"]
+    scope: Annotated[str, Field(min_length=1, max_length=64, description="jurisdiction or department code")]
+    account: Address
+    active: bool = True
+
+
+class CatalogCreate(Envelope):
+    """Register (version 1) or update (the next version) a catalog; signed by its department."""
+
+    action: Literal["register", "update"] = "register"
+    version: Annotated[int, Field(ge=1, le=2**32 - 1)] = 1
+    record: CatalogRecord
+
+
+class SystemCreate(Envelope):
+    """Register or update an information system; signed by its department."""
+
+    action: Literal["register", "update"] = "register"
+    version: Annotated[int, Field(ge=1, le=2**32 - 1)] = 1
+    record: SystemRecord
+
+
+class RetirementCreate(Envelope):
+    """Retire a catalog or system at ``version`` (its next version); signed by its department."""
+
+    version: Annotated[int, Field(ge=2, le=2**32 - 1)]
+    jurisdiction: Annotated[str, Field(min_length=1, max_length=64)]
+    department: Annotated[str, Field(min_length=1, max_length=64, description="owning department code")]
+
+
+class SubmissionAccepted(BaseModel):
+    """202 answer: the submission is in transaction ``tx_hash``; follow ``status_url`` until ``indexed``."""
+
+    tx_hash: str
+    signer: str
+    primary_type: str
+    code: str
+    version: int | None = None
+    digest: str | None = None
+    status_url: str
+    record_url: str | None = None
+
+
+class SubmissionStatus(BaseModel):
+    """State of a submission transaction: ``pending`` → ``mined`` → ``indexed`` (or ``reverted``/``unknown``)."""
+
+    tx_hash: str
+    status: Literal["pending", "mined", "indexed", "reverted", "unknown"]
+    block_number: int | None = None
+    gas_used: int | None = None
+
+
+class VersionPublic(BaseModel):
+    """One committed version of a catalog or system, with its provenance on chain."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    version: int
+    action: str
+    digest: str | None
+    signer: str
+    nonce: str
+    deadline: int
+    tx_hash: str
+    block_number: int
+    block_hash: str
+    log_index: int
+    block_timestamp: int
+    valid: bool
+    invalid_reason: str | None = None
+    record: Any | None = None
+
+
+class CatalogPublic(BaseModel):
+    """A catalog's current state (the latest valid record) and where it was last committed."""
+
+    code: str
+    name: str | None
+    jurisdiction: str | None
+    tier: str | None
+    provider: str | None
+    provider_code: str | None
+    share_type: str | None
+    open_type: str | None
+    update_frequency: str | None
+    status: str
+    latest_version: int
+    latest_digest: str | None
+    source_system: str | None
+    tx_hash: str
+    block_number: int
+    updated_at: int | None
+    record: Any | None = None
+
+
+class CatalogDetail(CatalogPublic):
+    """A catalog with its full version history."""
+
+    versions: list[VersionPublic]
+
+
+class SystemPublic(BaseModel):
+    """An information system's current state."""
+
+    code: str
+    name: str | None
+    jurisdiction: str | None
+    tier: str | None
+    owner: str | None
+    owner_code: str | None
+    status: str | None
+    lifecycle: str
+    latest_version: int
+    latest_digest: str | None
+    tx_hash: str
+    block_number: int
+    updated_at: int | None
+    record: Any | None = None
+
+
+class SystemDetail(SystemPublic):
+    """A system with its full version history."""
+
+    versions: list[VersionPublic]
+
+
+class Page(BaseModel, Generic[T]):
+    """A page of results: ``items``, ``total`` matches, ``limit`` and ``offset`` as asked."""
+
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+class JurisdictionPublic(BaseModel):
+    """A jurisdiction as indexed."""
+
+    code: str
+    name: str
+    tier: str
+    parent: str | None
+    tx_hash: str
+    block_number: int
+
+
+class DepartmentPublic(BaseModel):
+    """A department as indexed, with its active signing keys."""
+
+    code: str
+    name: str
+    jurisdiction: str
+    accounts: list[str]
+    tx_hash: str
+    block_number: int
+
+
+class Health(BaseModel):
+    """Chain head and indexer cursor (blocks); ``lag_blocks`` = head − cursor."""
+
+    status: Literal["ok", "degraded"]
+    chain_id: int
+    directory: str
+    head: int | None
+    cursor: int | None
+    lag_blocks: int | None
+    confirmations: int
+    pending_submissions: int
+    counts: dict[str, int]

@@ -1,0 +1,171 @@
+"""Batches signed submissions of one type into single transactions, one transaction in flight at a time.
+
+Callers hand in ABI structs (already simulated one by one) and get a future that resolves to the
+hash of the transaction that carries them. The worker waits for each receipt before sending the
+next batch, so a batch that depends on an earlier one (departments after their jurisdiction)
+is estimated against a state that already holds it. If a batch would revert as a whole, each
+submission is simulated alone and only the failing ones are refused (their futures carry the
+decoded :class:`~chain.errors.ContractRevert`); the rest go out.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from chain.directory import DirectoryClient
+from chain.errors import ChainError, ContractRevert, UnknownRevert
+from chain.sender import Receipt
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Item:
+    primary: str
+    struct: tuple[Any, ...]
+    future: Future[str] = field(default_factory=Future)
+
+
+@dataclass(frozen=True)
+class TxOutcome:
+    """What happened to a batch transaction: ``status`` ``pending`` / ``mined`` / ``reverted`` / ``lost``."""
+
+    tx_hash: str
+    primary: str
+    count: int
+    status: str
+    block_number: int | None = None
+    gas_used: int | None = None
+
+
+class Batcher:
+    """Background worker batching submissions for ``client``.
+
+    ``max_batch``: most submissions per transaction; ``window_s``: seconds to gather a batch after
+    the first item arrives.
+    """
+
+    def __init__(self, client: DirectoryClient, *, max_batch: int = 200, window_s: float = 0.02) -> None:
+        if client.sender is None:
+            raise ValueError("expected a DirectoryClient with a sender, got a read-only one")
+        self.client = client
+        self.max_batch = max_batch
+        self.window_s = window_s
+        self._queue: queue.Queue[_Item] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="batcher", daemon=True)
+        self._outcomes: dict[str, TxOutcome] = {}
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Start the worker thread."""
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop after the current batch; waits up to ``timeout_s`` seconds."""
+        self._stop.set()
+        self._thread.join(timeout=timeout_s)
+
+    def submit(self, primary: str, struct: tuple[Any, ...]) -> Future[str]:
+        """Queue one signed submission; the future resolves to its transaction hash once sent."""
+        item = _Item(primary, struct)
+        self._queue.put(item)
+        return item.future
+
+    def outcome(self, tx_hash: str) -> TxOutcome | None:
+        """What the worker knows of a transaction it sent (None if it sent no such transaction)."""
+        with self._lock:
+            return self._outcomes.get(tx_hash.lower())
+
+    def pending(self) -> int:
+        """Submissions queued and not yet sent."""
+        return self._queue.qsize()
+
+    # ------------------------------------------------------------------ worker
+
+    def _gather(self) -> list[_Item]:
+        try:
+            first = self._queue.get(timeout=0.1)
+        except queue.Empty:
+            return []
+        items = [first]
+        deadline = time.monotonic() + self.window_s
+        while len(items) < self.max_batch:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                items.append(self._queue.get(timeout=remaining))
+            except queue.Empty:
+                break
+        return items
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            items = self._gather()
+            # Keep arrival order; consecutive items of one type form one transaction.
+            group: list[_Item] = []
+            for item in items:
+                if group and item.primary != group[0].primary:
+                    self._send(group)
+                    group = []
+                group.append(item)
+            if group:
+                self._send(group)
+
+    def _send(self, group: list[_Item]) -> None:
+        primary = group[0].primary
+        try:
+            tx_hash = self.client.submit(primary, [i.struct for i in group])
+        except (ContractRevert, UnknownRevert):
+            group = self._isolate(group)
+            if not group:
+                return
+            try:
+                tx_hash = self.client.submit(primary, [i.struct for i in group])
+            except Exception as exc:
+                self._fail(group, exc)
+                return
+        except Exception as exc:
+            self._fail(group, exc)
+            return
+        self._record(TxOutcome(tx_hash, primary, len(group), "pending"))
+        for item in group:
+            item.future.set_result(tx_hash)
+        self._await(tx_hash, primary, len(group))
+
+    def _isolate(self, group: list[_Item]) -> list[_Item]:
+        good = []
+        for item in group:
+            try:
+                self.client.simulate(item.primary, [item.struct])
+                good.append(item)
+            except (ContractRevert, UnknownRevert) as exc:
+                item.future.set_exception(exc)
+        return good
+
+    def _fail(self, group: list[_Item], exc: Exception) -> None:
+        log.error("batch of %d %s submissions failed: %s", len(group), group[0].primary, exc)
+        for item in group:
+            if not item.future.done():
+                item.future.set_exception(exc)
+
+    def _await(self, tx_hash: str, primary: str, count: int) -> None:
+        assert self.client.sender is not None
+        try:
+            receipt: Receipt = self.client.sender.wait(tx_hash)
+            self._record(TxOutcome(tx_hash, primary, count, "mined", receipt.block_number, receipt.gas_used))
+        except ChainError as exc:
+            status = "reverted" if "reverted" in str(exc) else "lost"
+            log.error("transaction %s (%s×%d): %s", tx_hash, primary, count, exc)
+            self._record(TxOutcome(tx_hash, primary, count, status))
+
+    def _record(self, outcome: TxOutcome) -> None:
+        with self._lock:
+            self._outcomes[outcome.tx_hash.lower()] = outcome

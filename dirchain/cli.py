@@ -1,0 +1,136 @@
+"""``dirchain``: the one command-line entry point (Typer).
+
+``dirchain up [--demo]`` runs chain, contracts, indexer and API in the foreground;
+``dirchain load PATH`` registers a directory file through the API; ``dirchain status`` prints
+chain head, indexer cursor and counts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+import uvicorn
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from chain.artifacts import PROJECT_ROOT
+from dirchain.settings import settings
+
+app = typer.Typer(help="Directory chain: data resource catalogs and information systems on an EVM chain.",
+                  no_args_is_help=True, add_completion=False)
+console = Console()
+
+#: The real input shipped with the project (a copy of shared/data/beijing-seed-directory.json).
+SEED_FILE = PROJECT_ROOT / "data" / "beijing-seed-directory.json"
+
+
+def _load(path: Path, api_url: str) -> bool:
+    """Load ``path`` through the API at ``api_url`` with a progress bar; prints the summary; True if all went in."""
+    from registry.keystore import Keystore
+    from registry.loader import DirectoryLoader
+    from registry.seed import directory_counts, read_directory
+
+    s = settings()
+    directory = read_directory(path)
+    console.print(f"loading {path.name}: " + ", ".join(f"{v} {k}" for k, v in directory_counts(directory).items()))
+    with Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as progress:
+        tasks: dict[str, int] = {}
+
+        def on_progress(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = progress.add_task(phase, total=max(total, 1))
+            progress.update(tasks[phase], completed=done if total else 1, total=max(total, 1))
+
+        loader = DirectoryLoader(api_url, Keystore(s.home / "keys", s.keystore_password), deadline_s=s.deadline_s,
+                                 progress=on_progress)
+        summary = loader.load(directory)
+    table = Table("phase", "added", "updated", "unchanged", "failed", title="load summary")
+    for phase, p in summary.phases.items():
+        table.add_row(phase, str(p.added), str(p.updated), str(p.unchanged), str(len(p.failed)))
+    console.print(table)
+    for phase, p in summary.phases.items():
+        for code, status, detail in p.failed:
+            console.print(f"[red]{phase} {code}: HTTP {status}: {detail}[/red]")
+    return summary.ok
+
+
+@app.command()
+def up(
+    demo: Annotated[bool, typer.Option(help="also load the shipped Beijing seed directory through the API")] = False,
+) -> None:
+    """Start the chain (embedded anvil unless DIRCHAIN_RPC_URL), deploy the contracts if needed, run the
+    indexer and serve the API on DIRCHAIN_HOST:DIRCHAIN_PORT until interrupted (Ctrl-C)."""
+    from api.app import create_app
+    from dirchain.service import start_service
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpcore", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    s = settings()
+    service = start_service(s)
+    where = "embedded anvil" if s.embedded_chain else s.rpc_url
+    console.print(f"chain {service.client.chain_id} ({where}); Directory at {service.deployment.address}"
+                  f" ({'deployed now' if service.deployed_now else 'already deployed'}); index {s.database_url}")
+    server = uvicorn.Server(uvicorn.Config(create_app(service.services(), s.max_body_bytes), host=s.host,
+                                           port=s.port, log_level="warning"))
+    if demo:
+        def run_demo() -> None:
+            while not server.started:
+                threading.Event().wait(0.05)
+            try:
+                _load(SEED_FILE, s.api_url)
+            except Exception as exc:
+                console.print(f"[red]demo load failed: {exc}[/red]")
+            console.print(f"API on {s.api_url} (docs at {s.api_url}/docs); Ctrl-C to stop")
+
+        threading.Thread(target=run_demo, name="demo-load", daemon=True).start()
+    else:
+        console.print(f"API on {s.api_url} (docs at {s.api_url}/docs); Ctrl-C to stop")
+    try:
+        server.run()
+    finally:
+        service.stop()
+        console.print("stopped; chain state and index kept under " + str(s.home))
+
+
+@app.command()
+def load(
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="directory file shaped like the seed")],
+    api: Annotated[str | None, typer.Option(help="API base URL (default http://DIRCHAIN_HOST:DIRCHAIN_PORT)")] = None,
+) -> None:
+    """Register a directory file through the API — jurisdictions, departments, keys, systems, catalogs —
+    each record signed by its department's key from the keystore under DIRCHAIN_HOME."""
+    ok = _load(path, api or settings().api_url)
+    raise typer.Exit(0 if ok else 1)
+
+
+@app.command()
+def status(
+    api: Annotated[str | None, typer.Option(help="API base URL")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the raw health document")] = False,
+) -> None:
+    """Print chain head, indexer cursor, lag and record counts of a running service."""
+    url = api or settings().api_url
+    try:
+        health = httpx.get(f"{url}/health", timeout=10).json()
+    except httpx.HTTPError as exc:
+        console.print(f"[red]no service at {url}: {exc}[/red]")
+        raise typer.Exit(2) from exc
+    if as_json:
+        console.print_json(json.dumps(health))
+        return
+    table = Table("field", "value", title=f"dirchain at {url}")
+    for key in ("status", "chain_id", "directory", "head", "cursor", "lag_blocks", "confirmations",
+                "pending_submissions"):
+        table.add_row(key, str(health.get(key)))
+    for key, value in health.get("counts", {}).items():
+        table.add_row(f"count: {key}", str(value))
+    console.print(table)

@@ -1,0 +1,66 @@
+"""Settings of the service, read once from the environment (``DIRCHAIN_*``)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Configuration of one ``dirchain`` process.
+
+    ``home``: state folder (anvil state, keystore, deployments, journal, default SQLite).
+    ``database_url``: SQLAlchemy URL of the index. ``rpc_url``: chain endpoint; None runs the
+    embedded anvil on ``anvil_port``. ``confirmations``: blocks the indexer stays behind head.
+    ``block_time_s``: embedded anvil's block time (None = automine). ``max_body_bytes``: request
+    body limit (bytes). ``keystore_password``: password of the key files.
+    """
+
+    home: Path
+    database_url: str
+    rpc_url: str | None
+    anvil_port: int
+    confirmations: int
+    block_time_s: float | None
+    host: str
+    port: int
+    max_body_bytes: int
+    keystore_password: str
+    deadline_s: int
+
+    @property
+    def embedded_chain(self) -> bool:
+        """Whether ``dirchain up`` runs its own anvil."""
+        return self.rpc_url is None
+
+    @property
+    def api_url(self) -> str:
+        """Base URL the API listens on."""
+        return f"http://{self.host}:{self.port}"
+
+
+def _optional_float(raw: str | None) -> float | None:
+    return None if raw in (None, "", "0", "auto") else float(raw)
+
+
+@cache
+def settings() -> Settings:
+    """The process's settings, read from the environment on first call."""
+    env = os.environ
+    home = Path(env.get("DIRCHAIN_HOME", "./.dirchain")).resolve()
+    return Settings(
+        home=home,
+        database_url=env.get("DIRCHAIN_DATABASE_URL", f"sqlite:///{home / 'index.sqlite'}"),
+        rpc_url=env.get("DIRCHAIN_RPC_URL") or None,
+        anvil_port=int(env.get("DIRCHAIN_ANVIL_PORT", "8545")),
+        confirmations=int(env.get("DIRCHAIN_CONFIRMATIONS", "0")),
+        block_time_s=_optional_float(env.get("DIRCHAIN_BLOCK_TIME")),
+        host=env.get("DIRCHAIN_HOST", "127.0.0.1"),
+        port=int(env.get("DIRCHAIN_PORT", "8000")),
+        max_body_bytes=int(env.get("DIRCHAIN_MAX_BODY_BYTES", str(256 * 1024))),
+        keystore_password=env.get("DIRCHAIN_KEYSTORE_PASSWORD", ""),
+        deadline_s=int(env.get("DIRCHAIN_DEADLINE_S", "3600")),
+    )

@@ -1,0 +1,368 @@
+"""SQL schema of the derived index, engine set-up and migrations.
+
+The chain is the source of truth; these tables are a *derived index* of its events. Re-indexing
+the same chain from block 0 into an empty database must reproduce every row exactly, so:
+
+* every key is natural (a code, a 0x-hex id, an account, ``(tx_hash, log_index)``) — no
+  autoincrement surrogates;
+* no wall-clock column anywhere — times are block timestamps (unix seconds);
+* ``blocks`` holds exactly the blocks that contain at least one indexed log (not every block a
+  range happened to end on), so the rows do not depend on how the indexing was split into ranges.
+
+Value conventions: ids, hashes and signatures are lowercase 0x-hex strings; accounts are EIP-55
+checksummed addresses; uint256 values that may exceed 2**63 (nonces, deadlines) are decimal
+strings; tiers are ``city``/``district``/``street``; booleans are SQL booleans.
+
+Foreign keys are declared only where the indexer itself creates both sides (a version row and its
+current-state row, an event and its block); references to jurisdictions and departments are
+guaranteed by the contract and only indexed, so an index that starts mid-chain cannot be wedged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Engine,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+#: Folder holding the Alembic environment (``env.py``, ``versions/``), shipped as package data.
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+#: SQLite busy timeout in milliseconds (how long a connection waits for another's write lock).
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+HASH = 66  # len("0x" + 64 hex digits): ids, hashes
+ADDRESS = 42  # len("0x" + 40 hex digits)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the index tables (one :class:`MetaData` with Alembic's naming convention)."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+# ---------------------------------------------------------------------------------------- raw chain
+
+
+class ChainEvent(Base):
+    """Every log of the directory contract, decoded (including OpenZeppelin's role events).
+
+    ``args`` is the decoded arguments as canonical JSON text (sorted keys): bytes as 0x-hex,
+    addresses checksummed, integers of ABI types wider than 64 bits as decimal strings.
+    """
+
+    __tablename__ = "chain_events"
+
+    tx_hash: Mapped[str] = mapped_column(String(HASH), primary_key=True)
+    log_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    block_number: Mapped[int] = mapped_column(BigInteger, ForeignKey("blocks.number"), index=True)
+    block_hash: Mapped[str] = mapped_column(String(HASH))
+    tx_index: Mapped[int] = mapped_column(Integer)
+    address: Mapped[str] = mapped_column(String(ADDRESS))
+    event: Mapped[str] = mapped_column(String(64), index=True)
+    args: Mapped[str] = mapped_column(Text)
+
+
+class Block(Base):
+    """A block holding at least one indexed log: hash (0x-hex) and timestamp (unix seconds)."""
+
+    __tablename__ = "blocks"
+
+    number: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    hash: Mapped[str] = mapped_column(String(HASH))
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+
+
+class Cursor(Base):
+    """How far the index of one directory (``chain_id``, ``address``) reaches: the last block fully
+    indexed and its hash (checked against the chain before every range to detect reorganisations)."""
+
+    __tablename__ = "cursors"
+
+    chain_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    address: Mapped[str] = mapped_column(String(ADDRESS), primary_key=True)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    block_hash: Mapped[str] = mapped_column(String(HASH))
+
+
+# ---------------------------------------------------------------------------------------- directory
+
+
+class JurisdictionRow(Base):
+    """A jurisdiction (行政区划) from ``JurisdictionAdded``: id = keccak256(code), tier, parent id."""
+
+    __tablename__ = "jurisdictions"
+
+    id: Mapped[str] = mapped_column(String(HASH), primary_key=True)
+    code: Mapped[str] = mapped_column(Text, unique=True)
+    name: Mapped[str] = mapped_column(Text)
+    tier: Mapped[str] = mapped_column(String(16))
+    parent_id: Mapped[str | None] = mapped_column(String(HASH), index=True)
+    signer: Mapped[str] = mapped_column(String(ADDRESS))
+    tx_hash: Mapped[str] = mapped_column(String(HASH))
+    log_index: Mapped[int] = mapped_column(Integer)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+
+
+class DepartmentRow(Base):
+    """A department (部门) from ``DepartmentRegistered``: id = keccak256(code), its jurisdiction id."""
+
+    __tablename__ = "departments"
+
+    id: Mapped[str] = mapped_column(String(HASH), primary_key=True)
+    code: Mapped[str] = mapped_column(Text, unique=True)
+    name: Mapped[str] = mapped_column(Text)
+    jurisdiction_id: Mapped[str] = mapped_column(String(HASH), index=True)
+    signer: Mapped[str] = mapped_column(String(ADDRESS))
+    tx_hash: Mapped[str] = mapped_column(String(HASH))
+    log_index: Mapped[int] = mapped_column(Integer)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+
+
+class AdministratorRow(Base):
+    """Latest ``AdministratorSet`` of (jurisdiction, account): ``active`` False once revoked."""
+
+    __tablename__ = "administrators"
+
+    jurisdiction_id: Mapped[str] = mapped_column(String(HASH), primary_key=True)
+    account: Mapped[str] = mapped_column(String(ADDRESS), primary_key=True)
+    active: Mapped[bool] = mapped_column(Boolean)
+    signer: Mapped[str] = mapped_column(String(ADDRESS))
+    tx_hash: Mapped[str] = mapped_column(String(HASH))
+    log_index: Mapped[int] = mapped_column(Integer)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+
+
+class DepartmentAccountRow(Base):
+    """Latest ``DepartmentAccountSet`` of a signing key: its department and jurisdiction, ``active``."""
+
+    __tablename__ = "department_accounts"
+
+    account: Mapped[str] = mapped_column(String(ADDRESS), primary_key=True)
+    department_id: Mapped[str] = mapped_column(String(HASH), index=True)
+    jurisdiction_id: Mapped[str] = mapped_column(String(HASH))
+    active: Mapped[bool] = mapped_column(Boolean)
+    signer: Mapped[str] = mapped_column(String(ADDRESS))
+    tx_hash: Mapped[str] = mapped_column(String(HASH))
+    log_index: Mapped[int] = mapped_column(Integer)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+
+
+# ---------------------------------------------------------------------------------------- records
+
+
+class CatalogRow(Base):
+    """Current state of a catalog (数据资源目录 entry).
+
+    ``latest_version``, ``status`` (``active``/``retired``), ``tx_hash``, ``block_number`` and
+    ``updated_at`` (block timestamp, unix seconds) mirror the chain's latest version event, valid or
+    not. The content columns (``name`` … ``search_text``, ``record``) come from the latest *valid*
+    version, ``record_version``; they are null while no version has been valid. ``latest_digest`` is
+    the digest of the latest register/update (a retire carries none).
+    """
+
+    __tablename__ = "catalogs"
+
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(HASH), unique=True)
+    jurisdiction_id: Mapped[str] = mapped_column(String(HASH))
+    jurisdiction_code: Mapped[str | None] = mapped_column(Text, index=True)
+    tier: Mapped[str | None] = mapped_column(String(16), index=True)
+    department_id: Mapped[str] = mapped_column(String(HASH))
+    department_code: Mapped[str | None] = mapped_column(Text, index=True)
+    name: Mapped[str | None] = mapped_column(Text)
+    provider: Mapped[str | None] = mapped_column(Text)
+    share_type: Mapped[str | None] = mapped_column(String(32), index=True)
+    open_type: Mapped[str | None] = mapped_column(String(32), index=True)
+    update_frequency: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    latest_version: Mapped[int] = mapped_column(Integer)
+    latest_digest: Mapped[str | None] = mapped_column(String(HASH))
+    source_system: Mapped[str | None] = mapped_column(String(64))
+    record_version: Mapped[int | None] = mapped_column(Integer)
+    record: Mapped[str | None] = mapped_column(Text)
+    search_text: Mapped[str | None] = mapped_column(Text)
+    tx_hash: Mapped[str] = mapped_column(String(HASH))
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class CatalogVersionRow(Base):
+    """One catalog version event (register / update / retire) exactly as on chain, plus its check.
+
+    ``record`` is the raw record bytes decoded as UTF-8 (undecodable bytes replaced by U+FFFD; the
+    exact bytes stay in ``chain_events.args``), null for a retire; ``digest`` null for a retire.
+    ``valid`` is False with an ``invalid_reason`` when the bytes are not the canonical JSON of a
+    valid record matching the event's code, jurisdiction, department (and source system).
+    """
+
+    __tablename__ = "catalog_versions"
+
+    code: Mapped[str] = mapped_column(String(64), ForeignKey("catalogs.code"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    action: Mapped[str] = mapped_column(String(16))
+    digest: Mapped[str | None] = mapped_column(String(HASH))
+    record: Mapped[str | None] = mapped_column(Text)
+    signer: Mapped[str] = mapped_column(String(ADDRESS))
+    nonce: Mapped[str] = mapped_column(String(80))
+    deadline: Mapped[str] = mapped_column(String(80))
+    signature: Mapped[str] = mapped_column(Text)
+    tx_hash: Mapped[str] = mapped_column(String(HASH))
+    log_index: Mapped[int] = mapped_column(Integer)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    block_hash: Mapped[str] = mapped_column(String(HASH))
+    block_timestamp: Mapped[int] = mapped_column(BigInteger)
+    valid: Mapped[bool] = mapped_column(Boolean)
+    invalid_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class SystemRow(Base):
+    """Current state of an information system (信息系统), as :class:`CatalogRow`.
+
+    ``status`` is the record's construction status (planned/building/online/offline, from the latest
+    valid version); ``lifecycle`` is the chain's ``active``/``retired``.
+    """
+
+    __tablename__ = "systems"
+
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(HASH), unique=True)
+    jurisdiction_id: Mapped[str] = mapped_column(String(HASH))
+    jurisdiction_code: Mapped[str | None] = mapped_column(Text, index=True)
+    tier: Mapped[str | None] = mapped_column(String(16), index=True)
+    department_id: Mapped[str] = mapped_column(String(HASH))
+    department_code: Mapped[str | None] = mapped_column(Text, index=True)
+    name: Mapped[str | None] = mapped_column(Text)
+    owner: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str | None] = mapped_column(String(16), index=True)
+    lifecycle: Mapped[str] = mapped_column(String(16), index=True)
+    latest_version: Mapped[int] = mapped_column(Integer)
+    latest_digest: Mapped[str | None] = mapped_column(String(HASH))
+    record_version: Mapped[int | None] = mapped_column(Integer)
+    record: Mapped[str | None] = mapped_column(Text)
+    search_text: Mapped[str | None] = mapped_column(Text)
+    tx_hash: Mapped[str] = mapped_column(String(HASH))
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class SystemVersionRow(Base):
+    """One system version event, as :class:`CatalogVersionRow`."""
+
+    __tablename__ = "system_versions"
+
+    code: Mapped[str] = mapped_column(String(64), ForeignKey("systems.code"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    action: Mapped[str] = mapped_column(String(16))
+    digest: Mapped[str | None] = mapped_column(String(HASH))
+    record: Mapped[str | None] = mapped_column(Text)
+    signer: Mapped[str] = mapped_column(String(ADDRESS))
+    nonce: Mapped[str] = mapped_column(String(80))
+    deadline: Mapped[str] = mapped_column(String(80))
+    signature: Mapped[str] = mapped_column(Text)
+    tx_hash: Mapped[str] = mapped_column(String(HASH))
+    log_index: Mapped[int] = mapped_column(Integer)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    block_hash: Mapped[str] = mapped_column(String(HASH))
+    block_timestamp: Mapped[int] = mapped_column(BigInteger)
+    valid: Mapped[bool] = mapped_column(Boolean)
+    invalid_reason: Mapped[str | None] = mapped_column(Text)
+
+
+# ---------------------------------------------------------------------------------------- engine
+
+
+def _is_memory_sqlite(url: str) -> bool:
+    parsed = make_url(url)
+    return parsed.database in (None, "", ":memory:") or parsed.query.get("mode") == "memory"
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """Create an engine for ``url`` (``sqlite:///path.db``, ``sqlite://`` in memory, ``postgresql+…``).
+
+    SQLite connections get ``journal_mode=WAL`` (file databases), ``foreign_keys=ON`` and a
+    ``busy_timeout`` of :data:`SQLITE_BUSY_TIMEOUT_MS`; transactions begin at the first statement
+    (SQLAlchemy's pysqlite recipe), so a transaction's reads and writes see one snapshot. An
+    in-memory SQLite database is one shared connection (``StaticPool``). Other backends get
+    ``pool_pre_ping``. ``kwargs`` go to :func:`sqlalchemy.create_engine`.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        kwargs.setdefault("pool_pre_ping", True)
+        return create_engine(url, **kwargs)
+
+    memory = _is_memory_sqlite(url)
+    connect_args = dict(kwargs.pop("connect_args", {}))
+    connect_args.setdefault("check_same_thread", False)
+    connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_MS / 1000)
+    if memory:
+        kwargs.setdefault("poolclass", StaticPool)
+    engine = create_engine(url, connect_args=connect_args, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # let SQLAlchemy emit BEGIN (see "begin" below)
+        cursor = dbapi_connection.cursor()
+        try:
+            if not memory:
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """A :class:`sessionmaker` bound to ``engine``; objects stay readable after commit
+    (``expire_on_commit=False``) so query results can be returned from a closed session."""
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def alembic_config(url: str) -> Any:
+    """Alembic :class:`~alembic.config.Config` for ``url`` using the migrations inside this package."""
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["url"] = url
+    return cfg
+
+
+def migrate(url: str, revision: str = "head") -> None:
+    """Bring the database at ``url`` to ``revision`` (default: the latest) with Alembic ``upgrade``.
+
+    Idempotent: an up-to-date database is left as is. Raises whatever the driver raises if the
+    database cannot be reached or written.
+    """
+    from alembic import command
+
+    command.upgrade(alembic_config(url), revision)

@@ -1,0 +1,209 @@
+"""The indexer: reads a directory's logs from the chain and keeps the SQL index in step with them.
+
+One :class:`Indexer` follows one directory (chain id, contract address) from a cursor stored in
+the ``cursors`` table. Each block range is read, checked and written as a unit:
+
+1. check that the block the cursor points at is still on the chain (else :class:`ReorgDetected`);
+2. read the logs of ``cursor+1 .. min(head − confirmations, cursor + max_range)`` — never past head;
+3. read, in one batched request, the hash and timestamp of every block holding a log and of the
+   range's last block, and check they match the logs and the hash seen before reading (a
+   reorganisation *during* the read makes the range be read again);
+4. in ONE database transaction: store and apply the events in (block, log index) order and move
+   the cursor to the range's last block (number and hash).
+
+A crash between ranges loses nothing and a re-read range changes nothing (events are idempotent by
+``(tx_hash, log_index)``), so the indexer resumes from its cursor after a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from eth_utils import to_checksum_address
+from sqlalchemy.orm import Session, sessionmaker
+
+from chain.abi import ContractCodec, DecodedLog
+from chain.logs import LogFetcher
+from registry.db import Cursor
+from registry.errors import ReorgDetected
+from registry.store import apply_event
+
+log = logging.getLogger(__name__)
+
+#: Consecutive re-reads of a range whose blocks changed while it was read, before giving up.
+MAX_UNSTABLE_READS = 5
+
+
+class Indexer:
+    """Follows directory ``address`` on chain ``chain_id`` into the index behind ``sessions``.
+
+    ``fetcher`` reads the chain, ``codec`` decodes the directory ABI's events. ``confirmations``:
+    blocks left unindexed below head (the indexer reads up to ``head − confirmations``);
+    ``max_range``: most blocks read per range (per ``eth_getLogs``, split further by the fetcher if
+    the node refuses); ``start_block``: where an index without a cursor starts (e.g. the
+    deployment block; 0 reads from genesis).
+
+    ``last_error`` holds the error of the latest failed attempt of :meth:`run` (None after a
+    success); ``events_applied`` counts events applied by this instance.
+    """
+
+    def __init__(
+        self,
+        fetcher: LogFetcher,
+        codec: ContractCodec,
+        sessions: sessionmaker[Session],
+        chain_id: int,
+        address: str,
+        confirmations: int = 0,
+        max_range: int = 2000,
+        *,
+        start_block: int = 0,
+    ) -> None:
+        if confirmations < 0 or max_range < 1 or start_block < 0:
+            raise ValueError(
+                f"expected confirmations >= 0, max_range >= 1, start_block >= 0, got "
+                f"{confirmations}, {max_range}, {start_block}"
+            )
+        self.fetcher = fetcher
+        self.codec = codec
+        self.sessions = sessions
+        self.chain_id = chain_id
+        self.address = to_checksum_address(address)
+        if fetcher.address != self.address:
+            raise ValueError(f"fetcher reads {fetcher.address}, indexer was given {self.address}")
+        self.confirmations = confirmations
+        self.max_range = max_range
+        self.start_block = start_block
+        self.last_error: BaseException | None = None
+        self.events_applied = 0
+        self._stop: threading.Event | None = None
+
+    # ------------------------------------------------------------------ cursor
+
+    def _stored_cursor(self) -> tuple[int, str] | None:
+        with self.sessions() as session:
+            row = session.get(Cursor, (self.chain_id, self.address))
+            return None if row is None else (row.block_number, row.block_hash)
+
+    def cursor(self) -> int | None:
+        """Number of the last block fully indexed, or None before the first range."""
+        stored = self._stored_cursor()
+        return None if stored is None else stored[0]
+
+    # ------------------------------------------------------------------ indexing
+
+    def run_once(self) -> int:
+        """Index ranges until caught up with ``head − confirmations``; returns the events applied.
+
+        Raises :class:`ReorgDetected` if the cursor's block is no longer on the chain, or if the
+        blocks of a range keep changing while it is read (:data:`MAX_UNSTABLE_READS` times), and
+        whatever the RPC or the database raise; a failed range writes nothing.
+        """
+        applied = 0
+        unstable = 0
+        while self._stop is None or not self._stop.is_set():
+            stored = self._stored_cursor()
+            start = self.start_block if stored is None else stored[0] + 1
+            target = self.fetcher.head() - self.confirmations
+            if target < start:
+                return applied
+            end = min(target, start + self.max_range - 1)
+
+            checked = [end] if stored is None else [stored[0], end]
+            before = self.fetcher.block_timestamps(checked)
+            if stored is not None and before[stored[0]][0] != stored[1]:
+                raise ReorgDetected(stored[0], stored[1], before[stored[0]][0])
+
+            events = self._decode(self.fetcher.fetch(start, end))
+            blocks = self.fetcher.block_timestamps(sorted({ev.block_number for ev in events} | {end}))
+            moved = self._moved(events, blocks, end, before[end][0])
+            if moved is not None:
+                unstable += 1
+                if unstable >= MAX_UNSTABLE_READS:
+                    raise ReorgDetected(*moved)
+                log.warning("blocks %d..%d changed while read (block %d); reading again", start, end, moved[0])
+                continue
+            unstable = 0
+
+            with self.sessions.begin() as session:
+                row = session.get(Cursor, (self.chain_id, self.address))
+                now = None if row is None else (row.block_number, row.block_hash)
+                if now != stored:  # another writer moved the cursor meanwhile: start over from it
+                    log.warning("cursor moved from %s to %s by another writer; re-reading", stored, now)
+                    continue
+                for ev in events:
+                    apply_event(session, ev, blocks[ev.block_number][1])
+                if row is None:
+                    row = Cursor(chain_id=self.chain_id, address=self.address)
+                    session.add(row)
+                row.block_number = end
+                row.block_hash = blocks[end][0]
+            applied += len(events)
+            self.events_applied += len(events)
+            log.debug("indexed blocks %d..%d: %d events", start, end, len(events))
+        return applied
+
+    def _decode(self, raw_logs: list[dict[str, object]]) -> list[DecodedLog]:
+        events: list[DecodedLog] = []
+        for raw in raw_logs:
+            ev = self.codec.decode_log(raw)
+            if ev is None:
+                log.warning("skipping a log the ABI does not know: topics %s", raw.get("topics"))
+                continue
+            events.append(ev)
+        events.sort(key=lambda ev: (ev.block_number, ev.log_index))
+        return events
+
+    @staticmethod
+    def _moved(
+        events: list[DecodedLog], blocks: dict[int, tuple[str, int]], end: int, end_hash_before: str
+    ) -> tuple[int, str, str] | None:
+        """(block, expected hash, got hash) of the first block that changed while the range was read."""
+        if blocks[end][0] != end_hash_before:
+            return end, end_hash_before, blocks[end][0]
+        for ev in events:
+            got = blocks[ev.block_number][0]
+            if got != ev.block_hash.lower():
+                return ev.block_number, ev.block_hash.lower(), got
+        return None
+
+    # ------------------------------------------------------------------ background
+
+    def run(self, stop: threading.Event, poll_s: float = 0.5, max_backoff_s: float = 30.0) -> None:
+        """Index until ``stop`` is set, polling every ``poll_s`` seconds once caught up.
+
+        Meant as a thread's target. Any error but a reorganisation is logged and retried after a
+        backoff doubling from ``poll_s`` up to ``max_backoff_s`` seconds; :class:`ReorgDetected` is
+        logged, kept in :attr:`last_error` and re-raised — the thread stops, loudly, and an operator
+        decides how to recover.
+        """
+        self._stop = stop
+        failures = 0
+        try:
+            while not stop.is_set():
+                try:
+                    self.run_once()
+                except ReorgDetected as exc:
+                    self.last_error = exc
+                    log.critical("indexer of %s stopped: %s", self.address, exc)
+                    raise
+                except Exception as exc:
+                    failures += 1
+                    self.last_error = exc
+                    delay = min(max_backoff_s, poll_s * 2 ** min(failures, 16))
+                    log.warning(
+                        "indexer of %s failed (%d in a row), retrying in %.1f s: %s",
+                        self.address,
+                        failures,
+                        delay,
+                        exc,
+                        exc_info=failures == 1,
+                    )
+                    stop.wait(delay)
+                    continue
+                failures = 0
+                self.last_error = None
+                stop.wait(poll_s)
+        finally:
+            self._stop = None

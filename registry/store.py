@@ -1,0 +1,483 @@
+"""Write side of the derived index: turns decoded directory events into rows. Used only by the indexer.
+
+Every function takes an open :class:`~sqlalchemy.orm.Session` and never commits: the indexer applies
+a whole block range and moves its cursor in one transaction.
+
+Rules that keep the index reproducible from the chain alone:
+
+* An event is identified by ``(tx_hash, log_index)``; applying it a second time is a no-op, so a
+  range that is re-read after a crash changes nothing.
+* Rows only ever hold values taken from events and their blocks (never the wall clock), and events
+  must be applied in chain order (block number, log index) — the indexer guarantees that.
+* Chain content is not trusted: the contract checks signatures and roles but not what a record
+  *says*. A version whose record bytes are not the canonical JSON of a valid record for the event's
+  code, jurisdiction, department (and source system) is stored with ``valid=False`` and its reason;
+  the current-state row then keeps its last valid content but still mirrors the chain's version and
+  status. Bad content never raises.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+from eth_utils import keccak, to_checksum_address
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.orm import Session
+
+from chain.abi import DecodedLog
+from registry.canonical import canonical_bytes, code_id
+from registry.db import (
+    AdministratorRow,
+    Block,
+    CatalogRow,
+    CatalogVersionRow,
+    ChainEvent,
+    DepartmentAccountRow,
+    DepartmentRow,
+    JurisdictionRow,
+    SystemRow,
+    SystemVersionRow,
+)
+from registry.errors import ReorgDetected
+from registry.models import CatalogRecord, SystemRecord
+
+ZERO32 = b"\x00" * 32
+
+#: ``IDirectory.Tier`` values → tier names.
+TIER_NAMES = {1: "city", 2: "district", 3: "street"}
+
+#: Events that change domain tables; every other event of the ABI is only kept in ``chain_events``.
+DOMAIN_EVENTS = frozenset(
+    {
+        "JurisdictionAdded",
+        "DepartmentRegistered",
+        "AdministratorSet",
+        "DepartmentAccountSet",
+        "CatalogVersionRecorded",
+        "CatalogRetired",
+        "SystemVersionRecorded",
+        "SystemRetired",
+    }
+)
+
+_MAX_REASON = 1000
+_INT_TYPE = re.compile(r"^u?int(\d*)$")
+
+
+# ---------------------------------------------------------------------------------------- entry point
+
+
+def apply_event(session: Session, ev: DecodedLog, timestamp: int) -> None:
+    """Record one decoded log and apply it to the domain tables.
+
+    ``timestamp`` is the timestamp (unix seconds) of the log's block. Stores the block
+    (number, hash, timestamp) and the event in ``chain_events``, then dispatches on ``ev.event``;
+    OpenZeppelin's role events and any other event are stored but change nothing else.
+
+    Idempotent: if ``(tx_hash, log_index)`` is already stored, nothing happens. Never raises on
+    bad chain content (see the module docstring). Raises :class:`ReorgDetected` if the index already
+    holds a different hash for the log's block — the caller is mixing two forks.
+    """
+    tx_hash = ev.tx_hash.lower()
+    if session.get(ChainEvent, (tx_hash, ev.log_index)) is not None:
+        return
+    block_hash = ev.block_hash.lower()
+    block = session.get(Block, ev.block_number)
+    if block is None:
+        session.add(Block(number=ev.block_number, hash=block_hash, timestamp=timestamp))
+    elif block.hash != block_hash:
+        raise ReorgDetected(ev.block_number, block.hash, block_hash)
+    session.add(
+        ChainEvent(
+            tx_hash=tx_hash,
+            log_index=ev.log_index,
+            block_number=ev.block_number,
+            block_hash=block_hash,
+            tx_index=ev.tx_index,
+            address=to_checksum_address(ev.address),
+            event=ev.event,
+            args=args_json(ev.event, ev.args),
+        )
+    )
+    handler = _HANDLERS.get(ev.event)
+    if handler is not None:
+        handler(session, ev, timestamp)
+    session.flush()
+
+
+# ---------------------------------------------------------------------------------------- encoding
+
+
+def hex32(value: bytes) -> str:
+    """0x-hex (lowercase) of a bytes value."""
+    return "0x" + bytes(value).hex()
+
+
+@cache
+def _abi_types() -> dict[str, dict[str, str]]:
+    """ABI type of each parameter of each event of the Directory contract: {event: {param: type}}."""
+    from chain.artifacts import load_artifact
+
+    return {
+        entry["name"]: {p["name"]: p["type"] for p in entry["inputs"]}
+        for entry in load_artifact("Directory").abi
+        if entry.get("type") == "event"
+    }
+
+
+def _is_wide(event: str, param: str, value: int) -> bool:
+    """True if the integer must be stored as a decimal string: its ABI type is wider than 64 bits
+    (uint256 nonces, deadlines), or — for a parameter the ABI does not know — it does not fit in int64."""
+    abi_type = _abi_types().get(event, {}).get(param)
+    if abi_type is not None:
+        match = _INT_TYPE.match(abi_type)
+        if match:
+            return int(match.group(1) or 256) > 64
+    return not -(2**63) <= value < 2**63
+
+
+def _json_value(event: str, param: str, value: Any) -> Any:
+    if isinstance(value, bytes | bytearray):
+        return hex32(bytes(value))
+    if isinstance(value, bool) or value is None or isinstance(value, str | float):
+        return value
+    if isinstance(value, int):
+        return str(value) if _is_wide(event, param, value) else value
+    if isinstance(value, list | tuple):
+        return [_json_value(event, param, v) for v in value]
+    return str(value)
+
+
+def args_json(event: str, args: dict[str, Any]) -> str:
+    """Canonical JSON text of decoded event arguments (sorted keys, no whitespace, UTF-8 kept).
+
+    bytes → 0x-hex; integers of ABI types wider than 64 bits → decimal strings; others as JSON.
+    """
+    data = {name: _json_value(event, name, value) for name, value in args.items()}
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+# ---------------------------------------------------------------------------------------- directory
+
+
+def _jurisdiction_added(session: Session, ev: DecodedLog, _ts: int) -> None:
+    a = ev.args
+    jid = hex32(a["id"])
+    if session.get(JurisdictionRow, jid) is not None:  # the contract forbids it; keep the first
+        return
+    session.add(
+        JurisdictionRow(
+            id=jid,
+            code=a["code"],
+            name=a["name"],
+            tier=TIER_NAMES.get(a["tier"], str(a["tier"])),
+            parent_id=None if a["parent"] == ZERO32 else hex32(a["parent"]),
+            signer=a["signer"],
+            tx_hash=ev.tx_hash.lower(),
+            log_index=ev.log_index,
+            block_number=ev.block_number,
+        )
+    )
+
+
+def _department_registered(session: Session, ev: DecodedLog, _ts: int) -> None:
+    a = ev.args
+    did = hex32(a["id"])
+    if session.get(DepartmentRow, did) is not None:
+        return
+    session.add(
+        DepartmentRow(
+            id=did,
+            code=a["code"],
+            name=a["name"],
+            jurisdiction_id=hex32(a["jurisdiction"]),
+            signer=a["signer"],
+            tx_hash=ev.tx_hash.lower(),
+            log_index=ev.log_index,
+            block_number=ev.block_number,
+        )
+    )
+
+
+def _administrator_set(session: Session, ev: DecodedLog, _ts: int) -> None:
+    a = ev.args
+    key = (hex32(a["jurisdiction"]), a["account"])
+    row = session.get(AdministratorRow, key)
+    if row is None:
+        row = AdministratorRow(jurisdiction_id=key[0], account=key[1])
+        session.add(row)
+    row.active = bool(a["active"])
+    row.signer = a["signer"]
+    row.tx_hash = ev.tx_hash.lower()
+    row.log_index = ev.log_index
+    row.block_number = ev.block_number
+
+
+def _department_account_set(session: Session, ev: DecodedLog, _ts: int) -> None:
+    a = ev.args
+    row = session.get(DepartmentAccountRow, a["account"])
+    if row is None:
+        row = DepartmentAccountRow(account=a["account"])
+        session.add(row)
+    row.department_id = hex32(a["department"])
+    row.jurisdiction_id = hex32(a["jurisdiction"])
+    row.active = bool(a["active"])
+    row.signer = a["signer"]
+    row.tx_hash = ev.tx_hash.lower()
+    row.log_index = ev.log_index
+    row.block_number = ev.block_number
+
+
+# ---------------------------------------------------------------------------------------- records
+
+
+def _short_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "(record)"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def check_record(
+    model: type[BaseModel],
+    raw: bytes,
+    *,
+    code: str,
+    jurisdiction: bytes,
+    department: bytes,
+    owner_field: str,
+    source_system: bytes | None = None,
+) -> tuple[Any, str | None]:
+    """Check the record bytes of a version event; returns ``(parsed record, None)`` or ``(None, reason)``.
+
+    Checks, in order: UTF-8, a JSON object, ``model.model_validate``, bytes == canonical JSON of the
+    parsed record (RFC 8785), record code == ``code``, keccak(record jurisdiction) == ``jurisdiction``,
+    keccak(record[owner_field]) == ``department``, and — when ``source_system`` is given (catalogs) —
+    keccak(record source_system) or zero == ``source_system``. Never raises.
+    """
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, f"record is not UTF-8 ({exc.reason} at byte {exc.start})"
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        return None, f"record is not JSON ({exc})"
+    if not isinstance(data, dict):
+        return None, f"record is a JSON {type(data).__name__}, expected an object"
+    try:
+        parsed = model.model_validate(data)
+    except ValidationError as exc:
+        return None, f"record is not a valid {model.__name__}: {_short_validation_error(exc)}"[:_MAX_REASON]
+    except Exception as exc:  # a validator tripping over odd input must not stop the indexer
+        return None, f"record is not a valid {model.__name__}: {exc}"[:_MAX_REASON]
+    if canonical_bytes(parsed) != raw:
+        return None, "record bytes are not the canonical JSON (RFC 8785) of the record"
+    if getattr(parsed, "code", None) != code:
+        return None, f"record code {getattr(parsed, 'code', None)!r} differs from the event's code {code!r}"
+    record_jurisdiction = str(getattr(parsed, "jurisdiction", ""))
+    if code_id(record_jurisdiction) != jurisdiction:
+        return None, (
+            f"record jurisdiction {record_jurisdiction!r} does not hash to the event's jurisdiction "
+            f"{hex32(jurisdiction)}"
+        )
+    owner = str(getattr(parsed, owner_field, ""))
+    if code_id(owner) != department:
+        return None, f"record {owner_field} {owner!r} does not hash to the event's department {hex32(department)}"
+    if source_system is not None:
+        named = getattr(parsed, "source_system", None)
+        expected = code_id(named) if named else ZERO32
+        if expected != source_system:
+            return None, (
+                f"record source_system {named!r} does not match the event's sourceSystem {hex32(source_system)}"
+            )
+    return parsed, None
+
+
+def _directory_names(session: Session, jurisdiction: bytes, department: bytes) -> tuple[str | None, ...]:
+    """(jurisdiction code, tier, department code) of the event's ids, None where not indexed."""
+    j = session.get(JurisdictionRow, hex32(jurisdiction))
+    d = session.get(DepartmentRow, hex32(department))
+    return (j.code if j else None, j.tier if j else None, d.code if d else None)
+
+
+def _catalog_row(session: Session, ev: DecodedLog, timestamp: int, status: str) -> CatalogRow:
+    """The current-state row of the event's catalog (created if new), with the chain-side columns set."""
+    a = ev.args
+    names = _directory_names(session, a["jurisdiction"], a["department"])
+    row = session.get(CatalogRow, a["code"])
+    if row is None:
+        row = CatalogRow(code=a["code"], code_hash=hex32(a["codeHash"]))
+    row.jurisdiction_id = hex32(a["jurisdiction"])
+    row.department_id = hex32(a["department"])
+    row.jurisdiction_code, row.tier, row.department_code = names
+    row.status = status
+    row.latest_version = int(a["version"])
+    row.tx_hash = ev.tx_hash.lower()
+    row.block_number = ev.block_number
+    row.updated_at = timestamp
+    session.add(row)
+    return row
+
+
+def _system_row(session: Session, ev: DecodedLog, timestamp: int, lifecycle: str) -> SystemRow:
+    """The current-state row of the event's system (created if new), with the chain-side columns set."""
+    a = ev.args
+    names = _directory_names(session, a["jurisdiction"], a["department"])
+    row = session.get(SystemRow, a["code"])
+    if row is None:
+        row = SystemRow(code=a["code"], code_hash=hex32(a["codeHash"]))
+    row.jurisdiction_id = hex32(a["jurisdiction"])
+    row.department_id = hex32(a["department"])
+    row.jurisdiction_code, row.tier, row.department_code = names
+    row.lifecycle = lifecycle
+    row.latest_version = int(a["version"])
+    row.tx_hash = ev.tx_hash.lower()
+    row.block_number = ev.block_number
+    row.updated_at = timestamp
+    session.add(row)
+    return row
+
+
+def _version_fields(ev: DecodedLog, timestamp: int) -> dict[str, Any]:
+    """Columns shared by catalog and system version rows, from the event and its block."""
+    a = ev.args
+    record = a.get("record")
+    return {
+        "code": a["code"],
+        "version": int(a["version"]),
+        "record": None if record is None else bytes(record).decode("utf-8", errors="replace"),
+        "signer": a["signer"],
+        "nonce": str(int(a["nonce"])),
+        "deadline": str(int(a["deadline"])),
+        "signature": hex32(a["signature"]),
+        "tx_hash": ev.tx_hash.lower(),
+        "log_index": ev.log_index,
+        "block_number": ev.block_number,
+        "block_hash": ev.block_hash.lower(),
+        "block_timestamp": timestamp,
+    }
+
+
+def _digest_reason(raw: bytes, digest: bytes) -> str | None:
+    if keccak(raw) != digest:
+        return f"event digest {hex32(digest)} is not keccak256 of the record bytes"
+    return None
+
+
+def _catalog_version(session: Session, ev: DecodedLog, timestamp: int) -> None:
+    a = ev.args
+    if session.get(CatalogVersionRow, (a["code"], int(a["version"]))) is not None:
+        return  # the contract allows one event per version; keep the first
+    raw = bytes(a["record"])
+    parsed, reason = check_record(
+        CatalogRecord,
+        raw,
+        code=a["code"],
+        jurisdiction=a["jurisdiction"],
+        department=a["department"],
+        owner_field="provider_code",
+        source_system=a["sourceSystem"],
+    )
+    reason = _digest_reason(raw, a["digest"]) or reason
+    row = _catalog_row(session, ev, timestamp, "active")
+    row.latest_digest = hex32(a["digest"])
+    if reason is None:
+        record: CatalogRecord = parsed
+        row.name = record.name
+        row.provider = record.provider
+        row.share_type = record.share_type.value
+        row.open_type = record.open_type.value
+        row.update_frequency = record.update_frequency.value
+        row.source_system = record.source_system
+        row.record_version = int(a["version"])
+        row.record = raw.decode("utf-8")
+        row.search_text = "\n".join(
+            [record.name, record.summary, record.provider, *(item.name for item in record.data_items)]
+        )
+    session.add(
+        CatalogVersionRow(
+            **_version_fields(ev, timestamp),
+            action="register" if int(a["version"]) == 1 else "update",
+            digest=hex32(a["digest"]),
+            valid=reason is None,
+            invalid_reason=reason,
+        )
+    )
+
+
+def _catalog_retired(session: Session, ev: DecodedLog, timestamp: int) -> None:
+    a = ev.args
+    if session.get(CatalogVersionRow, (a["code"], int(a["version"]))) is not None:
+        return
+    _catalog_row(session, ev, timestamp, "retired")
+    session.add(
+        CatalogVersionRow(
+            **_version_fields(ev, timestamp), action="retire", digest=None, valid=True, invalid_reason=None
+        )
+    )
+
+
+def _system_version(session: Session, ev: DecodedLog, timestamp: int) -> None:
+    a = ev.args
+    if session.get(SystemVersionRow, (a["code"], int(a["version"]))) is not None:
+        return
+    raw = bytes(a["record"])
+    parsed, reason = check_record(
+        SystemRecord,
+        raw,
+        code=a["code"],
+        jurisdiction=a["jurisdiction"],
+        department=a["department"],
+        owner_field="owner_code",
+    )
+    reason = _digest_reason(raw, a["digest"]) or reason
+    row = _system_row(session, ev, timestamp, "active")
+    row.latest_digest = hex32(a["digest"])
+    if reason is None:
+        record: SystemRecord = parsed
+        row.name = record.name
+        row.owner = record.owner
+        row.status = record.status.value
+        row.record_version = int(a["version"])
+        row.record = raw.decode("utf-8")
+        row.search_text = "\n".join(t for t in (record.name, record.summary, record.owner, record.programme) if t)
+    session.add(
+        SystemVersionRow(
+            **_version_fields(ev, timestamp),
+            action="register" if int(a["version"]) == 1 else "update",
+            digest=hex32(a["digest"]),
+            valid=reason is None,
+            invalid_reason=reason,
+        )
+    )
+
+
+def _system_retired(session: Session, ev: DecodedLog, timestamp: int) -> None:
+    a = ev.args
+    if session.get(SystemVersionRow, (a["code"], int(a["version"]))) is not None:
+        return
+    _system_row(session, ev, timestamp, "retired")
+    session.add(
+        SystemVersionRow(
+            **_version_fields(ev, timestamp), action="retire", digest=None, valid=True, invalid_reason=None
+        )
+    )
+
+
+_HANDLERS: dict[str, Callable[[Session, DecodedLog, int], None]] = {
+    "JurisdictionAdded": _jurisdiction_added,
+    "DepartmentRegistered": _department_registered,
+    "AdministratorSet": _administrator_set,
+    "DepartmentAccountSet": _department_account_set,
+    "CatalogVersionRecorded": _catalog_version,
+    "CatalogRetired": _catalog_retired,
+    "SystemVersionRecorded": _system_version,
+    "SystemRetired": _system_retired,
+}
+assert frozenset(_HANDLERS) == DOMAIN_EVENTS

@@ -1,0 +1,691 @@
+"""The write side (registry.store), the read side (registry.queries) and the schema (registry.db) on
+an in-process SQLite database, fed synthetic DecodedLog objects built from real canonical records."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from eth_utils import keccak
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
+
+from chain.abi import DecodedLog
+from registry import queries
+from registry.canonical import canonical_bytes, code_id
+from registry.db import Base, CatalogRow, Cursor, make_engine, migrate, session_factory
+from registry.errors import ReorgDetected
+from registry.models import CatalogRecord, DataItem, SystemRecord
+from registry.store import apply_event, args_json
+
+ZERO32 = b"\x00" * 32
+ADMIN = "0x00000000000000000000000000000000000000A1"
+KEY_XC = "0x00000000000000000000000000000000000000B1"
+KEY_DX = "0x00000000000000000000000000000000000000B2"
+DIRECTORY = "0x5fbdb2315678afecb367f032d93f642f64180aa3"
+
+CITY, XICHENG, DAXING = "110000", "110102", "110115"
+XC_CIVIL, DX_CIVIL = "DXC0001", "DDX0001"
+
+
+# ---------------------------------------------------------------------------------------- builders
+
+
+class Chain:
+    """Hands out consecutive (block, log index) positions and builds DecodedLog objects."""
+
+    def __init__(self) -> None:
+        self.block = 0
+        self.log_index = 0
+        self.seq = 0
+
+    def next_block(self) -> None:
+        self.block += 1
+        self.log_index = 0
+
+    def log(self, event: str, args: dict[str, Any], *, block_hash: str | None = None) -> DecodedLog:
+        self.seq += 1
+        ev = DecodedLog(
+            event=event,
+            args=args,
+            address=DIRECTORY,
+            block_number=self.block,
+            block_hash=block_hash or block_hash_of(self.block),
+            tx_hash="0x" + keccak(text=f"tx{self.block}").hex(),
+            tx_index=0,
+            log_index=self.log_index,
+        )
+        self.log_index += 1
+        return ev
+
+
+def block_hash_of(number: int) -> str:
+    return "0x" + keccak(text=f"block{number}").hex()
+
+
+def timestamp_of(number: int) -> int:
+    return 1_700_000_000 + 2 * number
+
+
+def catalog(code: str = "301001/XC0001", dept: str = XC_CIVIL, jur: str = XICHENG, **kw: Any) -> CatalogRecord:
+    data: dict[str, Any] = {
+        "code": code,
+        "name": "困难家庭数据库",
+        "classification": code.split("/")[0],
+        "provider": "西城区民政局",
+        "provider_code": dept,
+        "jurisdiction": jur,
+        "summary": "困难家庭救助对象基本信息",
+        "format": "database",
+        "data_items": [DataItem(name="户主姓名", data_type="string"), DataItem(name="救助类别", data_type="code")],
+        "share_type": "conditional",
+        "share_conditions": "仅用于社会救助审核",
+        "open_type": "none",
+        "update_frequency": "monthly",
+        "publish_date": date(2021, 1, 1),
+        "grade": "3",
+    }
+    data.update(kw)
+    return CatalogRecord.model_validate(data)
+
+
+def system(code: str = "SXC0001", dept: str = XC_CIVIL, jur: str = XICHENG, **kw: Any) -> SystemRecord:
+    data: dict[str, Any] = {
+        "code": code,
+        "name": "智慧救助平台",
+        "owner": "西城区民政局",
+        "owner_code": dept,
+        "jurisdiction": jur,
+        "status": "online",
+    }
+    data.update(kw)
+    return SystemRecord.model_validate(data)
+
+
+def sig(n: int) -> bytes:
+    return keccak(text=f"sig{n}") + keccak(text=f"sig{n}b") + b"\x1b"
+
+
+def jurisdiction_added(c: Chain, code: str, name: str, tier: int, parent: str | None) -> DecodedLog:
+    args = {
+        "id": code_id(code),
+        "parent": code_id(parent) if parent else ZERO32,
+        "tier": tier,
+        "code": code,
+        "name": name,
+        "signer": ADMIN,
+        "nonce": c.seq + 1,
+    }
+    return c.log("JurisdictionAdded", args)
+
+
+def department_registered(c: Chain, code: str, name: str, jur: str) -> DecodedLog:
+    args = {
+        "id": code_id(code),
+        "jurisdiction": code_id(jur),
+        "code": code,
+        "name": name,
+        "signer": ADMIN,
+        "nonce": c.seq + 1,
+    }
+    return c.log("DepartmentRegistered", args)
+
+
+def account_set(c: Chain, dept: str, jur: str, account: str, active: bool) -> DecodedLog:
+    args = {
+        "department": code_id(dept),
+        "account": account,
+        "jurisdiction": code_id(jur),
+        "active": active,
+        "signer": ADMIN,
+        "nonce": c.seq + 1,
+    }
+    return c.log("DepartmentAccountSet", args)
+
+
+def record_event(
+    c: Chain,
+    kind: str,
+    code: str,
+    version: int,
+    raw: bytes,
+    *,
+    dept: str = XC_CIVIL,
+    jur: str = XICHENG,
+    source: bytes = ZERO32,
+    signer: str = KEY_XC,
+    nonce: int | None = None,
+) -> DecodedLog:
+    args: dict[str, Any] = {
+        "codeHash": code_id(code),
+        "jurisdiction": code_id(jur),
+        "department": code_id(dept),
+        "code": code,
+        "version": version,
+        "digest": keccak(raw),
+        "signer": signer,
+        "nonce": c.seq + 1 if nonce is None else nonce,
+        "deadline": 1_900_000_000,
+        "signature": sig(c.seq),
+        "record": raw,
+    }
+    if kind == "Catalog":
+        args["sourceSystem"] = source
+    return c.log(f"{kind}VersionRecorded", args)
+
+
+def retire_event(c: Chain, kind: str, code: str, version: int, *, dept: str = XC_CIVIL, jur: str = XICHENG) -> DecodedLog:
+    args = {
+        "codeHash": code_id(code),
+        "jurisdiction": code_id(jur),
+        "department": code_id(dept),
+        "code": code,
+        "version": version,
+        "signer": KEY_XC,
+        "nonce": c.seq + 1,
+        "deadline": 1_900_000_000,
+        "signature": sig(c.seq),
+    }
+    return c.log(f"{kind}Retired", args)
+
+
+def world_events(c: Chain) -> list[DecodedLog]:
+    """Directory set-up: 北京市 → 西城区, 大兴区; a department with a key in each district."""
+    c.next_block()
+    evs = [
+        c.log("RoleGranted", {"role": ZERO32, "account": ADMIN, "sender": ADMIN}),
+        jurisdiction_added(c, CITY, "北京市", 1, None),
+        jurisdiction_added(c, XICHENG, "西城区", 2, CITY),
+        jurisdiction_added(c, DAXING, "大兴区", 2, CITY),
+    ]
+    c.next_block()
+    evs += [
+        department_registered(c, XC_CIVIL, "西城区民政局", XICHENG),
+        department_registered(c, DX_CIVIL, "大兴区民政局", DAXING),
+        account_set(c, XC_CIVIL, XICHENG, KEY_XC, True),
+        account_set(c, DX_CIVIL, DAXING, KEY_DX, True),
+    ]
+    return evs
+
+
+# ---------------------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture
+def engine() -> Iterator[Engine]:
+    eng = make_engine("sqlite://")
+    Base.metadata.create_all(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def session(engine: Engine) -> Iterator[Session]:
+    with session_factory(engine)() as s:
+        yield s
+
+
+def apply_all(session: Session, events: list[DecodedLog]) -> None:
+    for ev in events:
+        apply_event(session, ev, timestamp_of(ev.block_number))
+
+
+# ---------------------------------------------------------------------------------------- schema
+
+
+def test_migration_creates_the_models_schema(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'index.db'}"
+    migrate(url)
+    migrate(url)  # idempotent
+    eng = make_engine(url)
+    with eng.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+        assert diff == []
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        assert conn.execute(text("PRAGMA busy_timeout")).scalar() >= 1000
+    eng.dispose()
+
+
+def test_no_autoincrement_or_wall_clock_columns() -> None:
+    for table in Base.metadata.sorted_tables:
+        for column in table.columns:
+            assert column.server_default is None and column.default is None, column
+            assert column.name not in {"created_at", "inserted_at", "indexed_at"}, column
+        for pk in table.primary_key.columns:
+            assert not (len(table.primary_key.columns) == 1 and pk.autoincrement is True), pk
+
+
+# ---------------------------------------------------------------------------------------- directory
+
+
+def test_directory_events_fill_jurisdictions_departments_accounts(session: Session) -> None:
+    c = Chain()
+    apply_all(session, world_events(c))
+    jurisdictions = {j.code: j for j in queries.list_jurisdictions(session)}
+    assert list(jurisdictions) == [CITY, XICHENG, DAXING]
+    assert jurisdictions[CITY].tier == "city" and jurisdictions[CITY].parent_id is None
+    assert jurisdictions[XICHENG].parent_id == "0x" + code_id(CITY).hex()
+    assert [d.code for d in queries.list_departments(session)] == [DX_CIVIL, XC_CIVIL]
+    assert [d.code for d in queries.list_departments(session, XICHENG)] == [XC_CIVIL]
+    assert queries.counts(session) == {"jurisdictions": 3, "departments": 2, "systems": 0, "catalogs": 0, "events": 8}
+
+    # revoke then re-bind the key elsewhere: the row follows the latest event
+    c.next_block()
+    apply_all(session, [account_set(c, XC_CIVIL, XICHENG, KEY_XC, False)])
+    row = session.execute(text("SELECT active FROM department_accounts WHERE account = :a"), {"a": KEY_XC}).one()
+    assert row.active in (0, False)
+    c.next_block()
+    apply_all(session, [account_set(c, DX_CIVIL, DAXING, KEY_XC, True)])
+    row = session.execute(
+        text("SELECT active, department_id FROM department_accounts WHERE account = :a"), {"a": KEY_XC}
+    ).one()
+    assert row.active in (1, True) and row.department_id == "0x" + code_id(DX_CIVIL).hex()
+
+
+def test_administrator_set_and_revoked(session: Session) -> None:
+    c = Chain()
+    apply_all(session, world_events(c))
+    c.next_block()
+    args = {"jurisdiction": code_id(XICHENG), "account": KEY_DX, "active": True, "signer": ADMIN, "nonce": 1}
+    apply_all(session, [c.log("AdministratorSet", args)])
+    c.next_block()
+    apply_all(session, [c.log("AdministratorSet", {**args, "active": False, "nonce": 2})])
+    rows = session.execute(text("SELECT account, active, block_number FROM administrators")).all()
+    assert [(r.account, bool(r.active), r.block_number) for r in rows] == [(KEY_DX, False, c.block)]
+
+
+def test_role_events_are_kept_only_as_chain_events(session: Session) -> None:
+    c = Chain()
+    c.next_block()
+    apply_all(session, [c.log("RoleGranted", {"role": ZERO32, "account": ADMIN, "sender": ADMIN})])
+    dump = queries.dump_index(session)
+    assert len(dump["chain_events"]) == 1 and len(dump["blocks"]) == 1
+    assert all(not rows for name, rows in dump.items() if name not in {"chain_events", "blocks"})
+
+
+def test_args_json_hex_bytes_and_wide_ints_as_strings() -> None:
+    args = {"code": "X", "version": 3, "nonce": 2**255 + 1, "deadline": 5, "digest": b"\x01" * 32, "signer": ADMIN}
+    decoded = json.loads(args_json("CatalogRetired", args))
+    assert decoded["version"] == 3  # uint32 stays a number
+    assert decoded["nonce"] == str(2**255 + 1) and decoded["deadline"] == "5"  # uint256 → decimal string
+    assert decoded["digest"] == "0x" + "01" * 32
+    assert json.loads(args_json("SomethingUnknown", {"n": 2**70, "m": 7})) == {"n": str(2**70), "m": 7}
+
+
+def test_same_block_number_with_another_hash_is_a_reorg(session: Session) -> None:
+    c = Chain()
+    evs = world_events(c)
+    apply_all(session, evs)
+    other = c.log("RoleGranted", {"role": ZERO32, "account": KEY_XC, "sender": ADMIN}, block_hash="0x" + "ee" * 32)
+    with pytest.raises(ReorgDetected) as info:
+        apply_event(session, other, timestamp_of(other.block_number))
+    assert info.value.block_number == c.block and info.value.got_hash == "0x" + "ee" * 32
+
+
+# ---------------------------------------------------------------------------------------- records
+
+
+def test_catalog_register_update_retire(session: Session) -> None:
+    c = Chain()
+    apply_all(session, world_events(c))
+    v1 = catalog()
+    v2 = catalog(name="困难家庭数据库（2022版）", share_type="unconditional", share_conditions=None)
+    c.next_block()
+    apply_all(session, [record_event(c, "Catalog", v1.code, 1, canonical_bytes(v1))])
+    c.next_block()
+    apply_all(session, [record_event(c, "Catalog", v1.code, 2, canonical_bytes(v2))])
+
+    row = session.get(CatalogRow, v1.code)
+    assert row is not None
+    assert (row.name, row.share_type, row.status, row.latest_version, row.record_version) == (
+        "困难家庭数据库（2022版）",
+        "unconditional",
+        "active",
+        2,
+        2,
+    )
+    assert row.record == canonical_bytes(v2).decode()
+    assert row.latest_digest == "0x" + keccak(canonical_bytes(v2)).hex()
+    assert (row.jurisdiction_code, row.tier, row.department_code) == (XICHENG, "district", XC_CIVIL)
+    assert row.updated_at == timestamp_of(c.block) and row.block_number == c.block
+    assert "户主姓名" in (row.search_text or "")
+
+    c.next_block()
+    apply_all(session, [retire_event(c, "Catalog", v1.code, 3)])
+    detail = queries.get_catalog(session, v1.code)
+    assert detail is not None
+    assert (detail.catalog.status, detail.catalog.latest_version, detail.catalog.name) == (
+        "retired",
+        3,
+        "困难家庭数据库（2022版）",
+    )
+    assert detail.catalog.latest_digest == "0x" + keccak(canonical_bytes(v2)).hex()  # retire carries none
+    assert [(v.version, v.action, v.valid) for v in detail.versions] == [
+        (1, "register", True),
+        (2, "update", True),
+        (3, "retire", True),
+    ]
+    retire = detail.versions[2]
+    assert retire.record is None and retire.digest is None and retire.nonce.isdigit()
+    assert retire.block_hash == block_hash_of(c.block) and retire.block_timestamp == timestamp_of(c.block)
+    assert detail.versions[0].record == canonical_bytes(v1).decode()
+    assert queries.get_catalog(session, "301001/NOPE") is None
+
+
+def test_catalog_with_source_system(session: Session) -> None:
+    c = Chain()
+    apply_all(session, world_events(c))
+    s = system()
+    cat = catalog(source_system=s.code)
+    c.next_block()
+    apply_all(
+        session,
+        [
+            record_event(c, "System", s.code, 1, canonical_bytes(s)),
+            record_event(c, "Catalog", cat.code, 1, canonical_bytes(cat), source=code_id(s.code)),
+        ],
+    )
+    detail = queries.get_catalog(session, cat.code)
+    assert detail is not None and detail.versions[0].valid and detail.catalog.source_system == s.code
+
+
+def test_system_register_update_retire(session: Session) -> None:
+    c = Chain()
+    apply_all(session, world_events(c))
+    s1, s2 = system(status="building", programme="智慧云"), system(status="online", summary="救助业务一网通办")
+    c.next_block()
+    apply_all(session, [record_event(c, "System", s1.code, 1, canonical_bytes(s1))])
+    c.next_block()
+    apply_all(session, [record_event(c, "System", s1.code, 2, canonical_bytes(s2))])
+    c.next_block()
+    apply_all(session, [retire_event(c, "System", s1.code, 3)])
+    detail = queries.get_system(session, s1.code)
+    assert detail is not None
+    row = detail.system
+    assert (row.status, row.lifecycle, row.latest_version, row.record_version) == ("online", "retired", 3, 2)
+    assert row.search_text is not None and "一网通办" in row.search_text
+    assert [(v.version, v.action) for v in detail.versions] == [(1, "register"), (2, "update"), (3, "retire")]
+    assert queries.get_system(session, "SNOPE") is None
+
+
+def test_applying_an_event_twice_is_a_no_op(session: Session) -> None:
+    c = Chain()
+    evs = world_events(c)
+    c.next_block()
+    evs.append(record_event(c, "Catalog", "301001/XC0001", 1, canonical_bytes(catalog())))
+    c.next_block()
+    evs.append(retire_event(c, "Catalog", "301001/XC0001", 2))
+    apply_all(session, evs)
+    once = queries.dump_index(session)
+    apply_all(session, evs)
+    apply_all(session, list(reversed(evs)))
+    assert queries.dump_index(session) == once
+
+
+def _noncanonical(record: CatalogRecord) -> bytes:
+    return json.dumps(json.loads(canonical_bytes(record)), ensure_ascii=False, indent=1).encode()
+
+
+BAD_RECORDS: list[tuple[str, Any, str]] = [
+    ("noncanonical", lambda: _noncanonical(catalog()), "canonical JSON"),
+    ("wrong code", lambda: canonical_bytes(catalog(code="301001/XC0999")), "differs from the event's code"),
+    ("wrong jurisdiction", lambda: canonical_bytes(catalog(jur=DAXING)), "jurisdiction"),
+    ("wrong department", lambda: canonical_bytes(catalog(dept=DX_CIVIL)), "provider_code"),
+    ("unnamed source system", lambda: canonical_bytes(catalog(source_system="SXC0001")), "source_system"),
+    ("not utf-8", lambda: b'{"code":"\xff"}', "not UTF-8"),
+    ("not json", lambda: b"{code:", "not JSON"),
+    ("not an object", lambda: b"[1,2]", "expected an object"),
+    ("invalid record", lambda: canonical_bytes({**json.loads(canonical_bytes(catalog())), "grade": "9"}), "grade"),
+]
+
+
+@pytest.mark.parametrize(("label", "make", "reason"), BAD_RECORDS, ids=[b[0] for b in BAD_RECORDS])
+def test_invalid_update_is_stored_but_does_not_replace_content(
+    session: Session, label: str, make: Any, reason: str
+) -> None:
+    c = Chain()
+    apply_all(session, world_events(c))
+    good = catalog()
+    c.next_block()
+    apply_all(session, [record_event(c, "Catalog", good.code, 1, canonical_bytes(good))])
+    bad = make()
+    c.next_block()
+    apply_all(session, [record_event(c, "Catalog", good.code, 2, bad)])
+
+    detail = queries.get_catalog(session, good.code)
+    assert detail is not None
+    v2 = detail.versions[1]
+    assert not v2.valid and v2.invalid_reason is not None and reason in v2.invalid_reason, v2.invalid_reason
+    assert v2.digest == "0x" + keccak(bad).hex()
+    assert v2.record == bad.decode("utf-8", errors="replace")
+    row = detail.catalog
+    # content stays at version 1; the chain-side columns follow version 2
+    assert (row.record_version, row.record, row.name) == (1, canonical_bytes(good).decode(), good.name)
+    assert (row.latest_version, row.status, row.block_number) == (2, "active", c.block)
+    assert row.latest_digest == "0x" + keccak(bad).hex()
+
+
+def test_invalid_first_version_leaves_content_empty(session: Session) -> None:
+    c = Chain()
+    apply_all(session, world_events(c))
+    c.next_block()
+    s = system(code="SXC0002")
+    apply_all(session, [record_event(c, "System", "SXC0001", 1, canonical_bytes(s))])  # code mismatch
+    detail = queries.get_system(session, "SXC0001")
+    assert detail is not None
+    assert not detail.versions[0].valid and "SXC0002" in (detail.versions[0].invalid_reason or "")
+    assert (detail.system.name, detail.system.record, detail.system.lifecycle, detail.system.latest_version) == (
+        None,
+        None,
+        "active",
+        1,
+    )
+    assert (detail.system.jurisdiction_code, detail.system.department_code) == (XICHENG, XC_CIVIL)
+
+
+def test_digest_that_does_not_match_the_bytes_is_invalid(session: Session) -> None:
+    c = Chain()
+    apply_all(session, world_events(c))
+    c.next_block()
+    good = catalog()
+    ev = record_event(c, "Catalog", good.code, 1, canonical_bytes(good))
+    ev.args["digest"] = b"\x00" * 32
+    apply_all(session, [ev])
+    detail = queries.get_catalog(session, good.code)
+    assert detail is not None and not detail.versions[0].valid
+    assert "digest" in (detail.versions[0].invalid_reason or "") and detail.catalog.record is None
+
+
+# ---------------------------------------------------------------------------------------- queries
+
+
+def _populate(session: Session) -> Chain:
+    c = Chain()
+    apply_all(session, world_events(c))
+    c.next_block()
+    evs = []
+    for i in range(12):
+        xc = i % 3 != 0
+        rec = catalog(
+            code=f"301001/C{i:04d}",
+            dept=XC_CIVIL if xc else DX_CIVIL,
+            jur=XICHENG if xc else DAXING,
+            name=f"数据资源{i:02d}" + ("人口" if i % 4 == 0 else ""),
+            share_type="unconditional" if i % 2 == 0 else "conditional",
+            share_conditions=None if i % 2 == 0 else "审核后共享",
+            open_type="unconditional" if i % 5 == 0 else "none",
+        )
+        evs.append(
+            record_event(
+                c,
+                "Catalog",
+                rec.code,
+                1,
+                canonical_bytes(rec),
+                dept=rec.provider_code,
+                jur=rec.jurisdiction,
+                signer=KEY_XC if xc else KEY_DX,
+            )
+        )
+    apply_all(session, evs)
+    c.next_block()
+    apply_all(session, [retire_event(c, "Catalog", "301001/C0001", 2)])
+    for i, (dept, jur, status) in enumerate([(XC_CIVIL, XICHENG, "online"), (DX_CIVIL, DAXING, "planned")]):
+        s = system(code=f"SSYS{i}", dept=dept, jur=jur, status=status, name=f"系统{i}", owner=f"单位{i}")
+        apply_all(session, [record_event(c, "System", s.code, 1, canonical_bytes(s), dept=dept, jur=jur)])
+    return c
+
+
+def test_list_catalogs_filters(session: Session) -> None:
+    _populate(session)
+    rows, total = queries.list_catalogs(session, limit=100)
+    assert total == 12 and [r.code for r in rows] == sorted(r.code for r in rows)
+    _, total = queries.list_catalogs(session, jurisdiction=DAXING)
+    assert total == 4  # i = 0, 3, 6, 9
+    rows, total = queries.list_catalogs(session, owner=XC_CIVIL, share_type="unconditional")
+    assert total == 4 and {r.code for r in rows} == {"301001/C0002", "301001/C0004", "301001/C0008", "301001/C0010"}
+    _, total = queries.list_catalogs(session, open_type="unconditional")
+    assert total == 3  # 0, 5, 10
+    rows, total = queries.list_catalogs(session, status="retired")
+    assert total == 1 and rows[0].code == "301001/C0001"
+    _, total = queries.list_catalogs(session, tier="district")
+    assert total == 12
+    _, total = queries.list_catalogs(session, tier="city")
+    assert total == 0
+    rows, total = queries.list_catalogs(session, text="人口")
+    assert total == 3 and {r.code for r in rows} == {"301001/C0000", "301001/C0004", "301001/C0008"}
+    _, total = queries.list_catalogs(session, text="户主姓名")  # data item names are searchable
+    assert total == 12
+    _, total = queries.list_catalogs(session, text="%")  # wildcards match literally
+    assert total == 0
+    _, total = queries.list_catalogs(session, jurisdiction=XICHENG, text="人口", share_type="unconditional")
+    assert total == 2  # 4, 8
+
+
+def test_list_catalogs_pagination(session: Session) -> None:
+    _populate(session)
+    seen: list[str] = []
+    for offset in range(0, 12, 5):
+        rows, total = queries.list_catalogs(session, limit=5, offset=offset)
+        assert total == 12
+        seen += [r.code for r in rows]
+    assert seen == [f"301001/C{i:04d}" for i in range(12)]
+    rows, total = queries.list_catalogs(session, limit=5, offset=40)
+    assert rows == [] and total == 12
+    with pytest.raises(ValueError):
+        queries.list_catalogs(session, limit=-1)
+
+
+def test_list_systems_filters(session: Session) -> None:
+    _populate(session)
+    rows, total = queries.list_systems(session)
+    assert total == 2 and [r.code for r in rows] == ["SSYS0", "SSYS1"]
+    rows, total = queries.list_systems(session, jurisdiction=DAXING)
+    assert total == 1 and rows[0].code == "SSYS1"
+    _, total = queries.list_systems(session, owner=XC_CIVIL, status="online", lifecycle="active")
+    assert total == 1
+    rows, total = queries.list_systems(session, text="单位1")
+    assert total == 1 and rows[0].code == "SSYS1"
+    rows, total = queries.list_systems(session, limit=1, offset=1)
+    assert total == 2 and [r.code for r in rows] == ["SSYS1"]
+
+
+def test_counts_and_cursor(session: Session) -> None:
+    _populate(session)
+    counts = queries.counts(session)
+    assert counts["catalogs"] == 12 and counts["systems"] == 2 and counts["jurisdictions"] == 3
+    assert counts["events"] == 8 + 12 + 1 + 2
+    assert queries.cursor(session, 31337, DIRECTORY) is None
+    session.add(Cursor(chain_id=31337, address="0x5FbDB2315678afecb367f032d93F642f64180aa3", block_number=9, block_hash="0x"))
+    session.flush()
+    cur = queries.cursor(session, 31337, DIRECTORY)
+    assert cur is not None and cur.block_number == 9
+
+
+# ---------------------------------------------------------------------------------------- property
+
+
+def _scenario() -> list[DecodedLog]:
+    """A fixed chain history: set-up, catalogs and systems registered, updated (one invalidly), retired."""
+    c = Chain()
+    evs = world_events(c)
+    s = system()
+    a, b = catalog(), catalog(code="301001/XC0002", source_system=s.code)
+    c.next_block()
+    evs += [
+        record_event(c, "System", s.code, 1, canonical_bytes(s)),
+        record_event(c, "Catalog", a.code, 1, canonical_bytes(a)),
+        record_event(c, "Catalog", b.code, 1, canonical_bytes(b), source=code_id(s.code)),
+    ]
+    c.next_block()
+    evs += [
+        record_event(c, "Catalog", a.code, 2, _noncanonical(catalog(name="改名"))),
+        record_event(c, "System", s.code, 2, canonical_bytes(system(status="offline"))),
+        account_set(c, XC_CIVIL, XICHENG, KEY_XC, False),
+    ]
+    c.next_block()
+    evs += [
+        retire_event(c, "Catalog", b.code, 2),
+        c.log("AdministratorSet", {"jurisdiction": code_id(DAXING), "account": KEY_DX, "active": True, "signer": ADMIN, "nonce": 99}),
+        record_event(c, "Catalog", a.code, 3, canonical_bytes(catalog(name="第三版"))),
+        retire_event(c, "System", s.code, 3),
+    ]
+    return evs
+
+
+SCENARIO = _scenario()
+
+
+@st.composite
+def replays(draw: st.DrawFn) -> tuple[list[int], list[int], list[int]]:
+    """(subset of event indexes in chain order, an application order with duplicates, commit points)."""
+    subset = [i for i in range(len(SCENARIO)) if draw(st.booleans())]
+    order: list[int] = []
+    for pos, i in enumerate(subset):
+        order.append(i)
+        repeats = draw(st.lists(st.sampled_from(subset[: pos + 1]), max_size=3))
+        order += repeats
+    commits = draw(st.lists(st.integers(0, max(len(order) - 1, 0)), max_size=4))
+    return subset, order, commits
+
+
+def _dump_after(indexes: list[int], commits: set[int] | None = None) -> dict[str, list[tuple[Any, ...]]]:
+    eng = make_engine("sqlite://")
+    Base.metadata.create_all(eng)
+    sessions = session_factory(eng)
+    session = sessions()
+    for n, i in enumerate(indexes):
+        ev = SCENARIO[i]
+        apply_event(session, ev, timestamp_of(ev.block_number))
+        if commits and n in commits:
+            session.commit()
+    session.commit()
+    session.close()
+    with sessions() as s:
+        dump = queries.dump_index(s)
+    eng.dispose()
+    return dump
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(replays())
+def test_duplicate_reapplications_do_not_change_the_index(case: tuple[list[int], list[int], list[int]]) -> None:
+    subset, order, commits = case
+    assert _dump_after(order, set(commits)) == _dump_after(subset)
+
+
+def test_scenario_full_replay_shape() -> None:
+    dump = _dump_after(list(range(len(SCENARIO))))
+    versions = {(r[0], r[1]): r for r in dump["catalog_versions"]}
+    assert len(versions) == 5 and len(dump["system_versions"]) == 3
+    valid_col = [c.name for c in Base.metadata.tables["catalog_versions"].columns].index("valid")
+    assert not versions[("301001/XC0001", 2)][valid_col] and versions[("301001/XC0001", 3)][valid_col]
