@@ -62,6 +62,7 @@ class DirectoryLoader:
 
     ``deadline_s``: validity of each signature (seconds). ``workers``: concurrent POSTs per phase.
     ``index_timeout_s``: longest wait for a phase's transactions to be indexed (seconds).
+    ``http``: an httpx client to use instead of a new one (e.g. FastAPI's in-process TestClient).
     """
 
     def __init__(
@@ -73,8 +74,9 @@ class DirectoryLoader:
         workers: int = 8,
         index_timeout_s: float = 300.0,
         progress: ProgressFn | None = None,
+        http: httpx.Client | None = None,
     ) -> None:
-        self.http = httpx.Client(base_url=api_url, timeout=120.0)
+        self.http = http or httpx.Client(base_url=api_url, timeout=120.0)
         self.keystore = keystore
         self.deadline_s = deadline_s
         self.workers = workers

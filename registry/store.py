@@ -141,6 +141,8 @@ def _is_wide(event: str, param: str, value: int) -> bool:
 
 
 def _json_value(event: str, param: str, value: Any) -> Any:
+    if isinstance(value, str) and _abi_types().get(event, {}).get(param) == "address":
+        return _address(value)
     if isinstance(value, bytes | bytearray):
         return hex32(bytes(value))
     if isinstance(value, bool) or value is None or isinstance(value, str | float):
@@ -152,10 +154,19 @@ def _json_value(event: str, param: str, value: Any) -> Any:
     return str(value)
 
 
+def _address(value: str) -> str:
+    """EIP-55 checksummed form of an address (the ABI decoder may hand it back in lowercase)."""
+    try:
+        return to_checksum_address(value)
+    except ValueError:
+        return value
+
+
 def args_json(event: str, args: dict[str, Any]) -> str:
     """Canonical JSON text of decoded event arguments (sorted keys, no whitespace, UTF-8 kept).
 
-    bytes → 0x-hex; integers of ABI types wider than 64 bits → decimal strings; others as JSON.
+    addresses → EIP-55 checksummed; bytes → 0x-hex; integers of ABI types wider than 64 bits →
+    decimal strings; others as JSON.
     """
     data = {name: _json_value(event, name, value) for name, value in args.items()}
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -176,7 +187,7 @@ def _jurisdiction_added(session: Session, ev: DecodedLog, _ts: int) -> None:
             name=a["name"],
             tier=TIER_NAMES.get(a["tier"], str(a["tier"])),
             parent_id=None if a["parent"] == ZERO32 else hex32(a["parent"]),
-            signer=a["signer"],
+            signer=_address(a["signer"]),
             tx_hash=ev.tx_hash.lower(),
             log_index=ev.log_index,
             block_number=ev.block_number,
@@ -195,7 +206,7 @@ def _department_registered(session: Session, ev: DecodedLog, _ts: int) -> None:
             code=a["code"],
             name=a["name"],
             jurisdiction_id=hex32(a["jurisdiction"]),
-            signer=a["signer"],
+            signer=_address(a["signer"]),
             tx_hash=ev.tx_hash.lower(),
             log_index=ev.log_index,
             block_number=ev.block_number,
@@ -205,13 +216,13 @@ def _department_registered(session: Session, ev: DecodedLog, _ts: int) -> None:
 
 def _administrator_set(session: Session, ev: DecodedLog, _ts: int) -> None:
     a = ev.args
-    key = (hex32(a["jurisdiction"]), a["account"])
+    key = (hex32(a["jurisdiction"]), _address(a["account"]))
     row = session.get(AdministratorRow, key)
     if row is None:
         row = AdministratorRow(jurisdiction_id=key[0], account=key[1])
         session.add(row)
     row.active = bool(a["active"])
-    row.signer = a["signer"]
+    row.signer = _address(a["signer"])
     row.tx_hash = ev.tx_hash.lower()
     row.log_index = ev.log_index
     row.block_number = ev.block_number
@@ -219,14 +230,15 @@ def _administrator_set(session: Session, ev: DecodedLog, _ts: int) -> None:
 
 def _department_account_set(session: Session, ev: DecodedLog, _ts: int) -> None:
     a = ev.args
-    row = session.get(DepartmentAccountRow, a["account"])
+    account = _address(a["account"])
+    row = session.get(DepartmentAccountRow, account)
     if row is None:
-        row = DepartmentAccountRow(account=a["account"])
+        row = DepartmentAccountRow(account=account)
         session.add(row)
     row.department_id = hex32(a["department"])
     row.jurisdiction_id = hex32(a["jurisdiction"])
     row.active = bool(a["active"])
-    row.signer = a["signer"]
+    row.signer = _address(a["signer"])
     row.tx_hash = ev.tx_hash.lower()
     row.log_index = ev.log_index
     row.block_number = ev.block_number
@@ -352,7 +364,7 @@ def _version_fields(ev: DecodedLog, timestamp: int) -> dict[str, Any]:
         "code": a["code"],
         "version": int(a["version"]),
         "record": None if record is None else bytes(record).decode("utf-8", errors="replace"),
-        "signer": a["signer"],
+        "signer": _address(a["signer"]),
         "nonce": str(int(a["nonce"])),
         "deadline": str(int(a["deadline"])),
         "signature": hex32(a["signature"]),

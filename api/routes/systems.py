@@ -13,7 +13,7 @@ from api.schemas import Page, RetirementCreate, SubmissionAccepted, SystemCreate
 from registry import queries
 from registry.db import SystemRow
 from registry.messages import record_message, retire_message
-from registry.models import SystemStatus, Tier
+from registry.models import SystemStatus
 
 router = APIRouter(prefix="/systems", tags=["systems"])
 
@@ -72,7 +72,7 @@ def list_systems(
     jurisdiction: Annotated[str | None, Query(description="jurisdiction code")] = None,
     owner: Annotated[str | None, Query(description="owning department code")] = None,
     status_: Annotated[SystemStatus | None, Query(alias="status")] = None,
-    tier: Tier | None = None,
+    lifecycle: Annotated[str | None, Query(pattern="^(active|retired)$")] = None,
     text: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
@@ -83,7 +83,7 @@ def list_systems(
         jurisdiction=jurisdiction,
         owner=owner,
         status=status_.value if status_ else None,
-        tier=tier.value if tier else None,
+        lifecycle=lifecycle,
         text=text,
         limit=limit,
         offset=offset,

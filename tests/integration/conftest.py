@@ -150,7 +150,9 @@ def build_world(chain: Chain) -> World:
     for name, dept in DEPARTMENTS.items():
         w.keys[name] = Account.create()
         binds.append(
-            sign(c, admin, account_message("department", dept.code, w.keys[name].address, True, next_nonce(), deadline()))
+            sign(
+                c, admin, account_message("department", dept.code, w.keys[name].address, True, next_nonce(), deadline())
+            )
         )
     c.submit_and_wait("Account", binds)
     return w

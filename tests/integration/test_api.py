@@ -1,0 +1,324 @@
+"""The seed directory through the real API (anvil + SQLite + indexer), and every rejection writing nothing."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eth_account.signers.local import LocalAccount
+from fastapi.testclient import TestClient
+
+from chain import eip712
+from chain.eip712 import SECP256K1_N
+from chain.node import AnvilNode
+from dirchain.cli import SEED_FILE
+from dirchain.service import Service
+from registry.canonical import record_json
+from registry.keystore import Keystore
+from registry.loader import DirectoryLoader, LoadSummary
+from registry.messages import Message, record_message
+from registry.models import CatalogRecord
+from registry.seed import Directory, read_directory
+from tests.integration.conftest import next_nonce
+from tests.integration.service import make_settings, running_service, wait_indexed
+
+TX_HASH = re.compile(r"^0x[0-9a-f]{64}$")
+
+
+@pytest.fixture(scope="module")
+def seed() -> Directory:
+    return read_directory(SEED_FILE)
+
+
+@pytest.fixture(scope="module")
+def loaded(
+    anvil: AnvilNode, tmp_path_factory: pytest.TempPathFactory, seed: Directory
+) -> Iterator[tuple[Service, TestClient, LoadSummary]]:
+    """A service on the session anvil with the seed directory loaded through its API."""
+    home = tmp_path_factory.mktemp("api")
+    with running_service(make_settings(home, anvil.rpc_url)) as (service, client):
+        summary = DirectoryLoader("http://testserver", _keystore(home), http=client).load(seed)
+        yield service, client, summary
+
+
+def _keystore(home: Path) -> Keystore:
+    return Keystore(home / "keys")
+
+
+def _head(service: Service) -> int:
+    return int(service.rpc.call("eth_blockNumber", []), 16)
+
+
+def _sign(client: TestClient, account: LocalAccount, msg: Message) -> bytes:
+    meta = client.get("/eip712").json()
+    return eip712.sign(account, eip712.typed_data(meta["types"], msg.primary, meta["domain"], msg.message))
+
+
+def _catalog_body(client: TestClient, account: LocalAccount, record: CatalogRecord, **envelope: Any) -> dict[str, Any]:
+    nonce = envelope.get("nonce", next_nonce())
+    deadline = envelope.get("deadline", int(time.time()) + 3600)
+    signature = _sign(client, account, record_message(record, "register", 1, nonce, deadline))
+    return {
+        "action": "register",
+        "version": 1,
+        "record": record_json(record),
+        "nonce": nonce,
+        "deadline": deadline,
+        "signature": "0x" + signature.hex(),
+    }
+
+
+def _new_catalog(seed: Directory, district: str, suffix: str) -> tuple[CatalogRecord, str]:
+    """A fresh catalog of the first department of ``district`` (not in the seed), and that department's code."""
+    dept = next(d for d in seed.departments if d.jurisdiction == district)
+    base = seed.catalogs[0]
+    record = base.model_copy(
+        update={
+            "code": f"{base.classification}/T{suffix}",
+            "provider": dept.name,
+            "provider_code": dept.code,
+            "jurisdiction": dept.jurisdiction,
+            "source_system": None,
+        }
+    )
+    return CatalogRecord.model_validate(record.model_dump()), dept.code
+
+
+def _assert_nothing_written(service: Service, client: TestClient, head: int, catalogs: int) -> None:
+    assert _head(service) == head, "a rejected submission must not reach the chain"
+    assert client.get("/catalogs", params={"limit": 1}).json()["total"] == catalogs
+
+
+# ---------------------------------------------------------------------------------------------- seed
+
+
+def test_seed_loads_every_record_through_the_api(
+    loaded: tuple[Service, TestClient, LoadSummary], seed: Directory
+) -> None:
+    service, client, summary = loaded
+    assert summary.ok, summary
+    added = {phase: p.added for phase, p in summary.phases.items()}
+    assert added == {"jurisdictions": 8, "departments": 28, "department keys": 28, "systems": 69, "catalogs": 22}
+    health = client.get("/health").json()
+    assert health["counts"]["jurisdictions"] == 8
+    assert health["counts"]["departments"] == 28
+    assert health["cursor"] >= _head(service) - 0
+
+    catalogs = client.get("/catalogs", params={"limit": 500}).json()
+    systems = client.get("/systems", params={"limit": 500}).json()
+    assert catalogs["total"] == 22 and len(catalogs["items"]) == 22
+    assert systems["total"] == 69 and len(systems["items"]) == 69
+    assert {c["name"] for c in catalogs["items"]} == {c.name for c in seed.catalogs}
+    assert {s["name"] for s in systems["items"]} == {s.name for s in seed.systems}
+    assert all(TX_HASH.match(item["tx_hash"]) for item in catalogs["items"] + systems["items"])
+
+    keys = _keystore(service.settings.home)
+    population = next(c for c in seed.catalogs if c.name == "人口基础信息库")
+    detail = client.get(f"/catalogs/{population.code}").json()
+    assert detail["provider"] == "西城区科技和信息化局（西城区大数据局）"
+    assert [i["name"] for i in detail["record"]["data_items"]][:2] == ["公民身份号码", "姓名"]
+    (version,) = detail["versions"]
+    assert version["signer"] == keys.address(population.provider_code)
+    assert TX_HASH.match(version["tx_hash"]) and version["block_number"] > 0 and version["log_index"] >= 0
+    assert version["digest"] == detail["latest_digest"]
+
+    jurisdictions = client.get("/jurisdictions").json()
+    assert [j["name"] for j in jurisdictions][:1] == ["北京市"]
+    streets = client.get("/jurisdictions", params={"tier": "street"}).json()
+    assert {s["parent"] for s in streets} == {"110102"}
+
+
+def test_filters_and_pagination(loaded: tuple[Service, TestClient, LoadSummary], seed: Directory) -> None:
+    _, client, _ = loaded
+    xicheng = client.get("/catalogs", params={"jurisdiction": "110102", "limit": 500}).json()
+    assert xicheng["total"] == sum(1 for c in seed.catalogs if c.jurisdiction == "110102")
+    unconditional = client.get("/catalogs", params={"share_type": "unconditional", "limit": 500}).json()
+    assert unconditional["total"] == sum(1 for c in seed.catalogs if c.share_type.value == "unconditional")
+    assert client.get("/catalogs", params={"text": "人口"}).json()["total"] >= 2
+    first = client.get("/catalogs", params={"limit": 5, "offset": 0}).json()["items"]
+    second = client.get("/catalogs", params={"limit": 5, "offset": 5}).json()["items"]
+    assert len(first) == 5 and not {c["code"] for c in first} & {c["code"] for c in second}
+    daxing_systems = client.get("/systems", params={"jurisdiction": "110115", "limit": 500}).json()
+    assert daxing_systems["total"] == sum(1 for s in seed.systems if s.jurisdiction == "110115")
+    bad = client.get("/catalogs", params={"share_type": "sometimes"})
+    assert bad.status_code == 422 and bad.headers["content-type"].startswith("application/problem+json")
+    missing = client.get("/catalogs/301001/NOPE")
+    assert missing.status_code == 404 and missing.json()["type"] == "/problems/not-found"
+
+
+def test_loading_the_seed_again_changes_nothing_on_chain(
+    loaded: tuple[Service, TestClient, LoadSummary], seed: Directory
+) -> None:
+    service, client, _ = loaded
+    head = _head(service)
+    again = DirectoryLoader("http://testserver", _keystore(service.settings.home), http=client).load(seed)
+    assert again.ok
+    assert {p: (s.added, s.updated) for p, s in again.phases.items()} == {p: (0, 0) for p in again.phases}
+    assert again.phases["catalogs"].unchanged == 22 and again.phases["systems"].unchanged == 69
+    assert _head(service) == head
+
+
+def test_update_creates_a_new_version_and_keeps_the_old(
+    loaded: tuple[Service, TestClient, LoadSummary], seed: Directory
+) -> None:
+    service, client, _ = loaded
+    keys = _keystore(service.settings.home)
+    record, dept = _new_catalog(seed, "110101", "UPD1")
+    reply = client.post("/catalogs", json=_catalog_body(client, keys.account(dept), record))
+    assert reply.status_code == 202, reply.text
+    wait_indexed(client, reply.json()["tx_hash"])
+    changed = record.model_copy(update={"summary": "更新后的摘要"})
+    nonce, deadline = next_nonce(), int(time.time()) + 600
+    sig = _sign(client, keys.account(dept), record_message(changed, "update", 2, nonce, deadline))
+    body = {
+        "action": "update",
+        "version": 2,
+        "record": record_json(changed),
+        "nonce": nonce,
+        "deadline": deadline,
+        "signature": "0x" + sig.hex(),
+    }
+    reply = client.post("/catalogs", json=body)
+    assert reply.status_code == 202, reply.text
+    wait_indexed(client, reply.json()["tx_hash"])
+    detail = client.get(f"/catalogs/{record.code}").json()
+    assert [v["version"] for v in detail["versions"]] == [1, 2]
+    assert detail["versions"][0]["record"]["summary"] == record.summary
+    assert detail["record"]["summary"] == "更新后的摘要"
+    # the same update again is a version conflict, not a second version
+    nonce = next_nonce()
+    sig = _sign(client, keys.account(dept), record_message(changed, "update", 2, nonce, deadline))
+    reply = client.post("/catalogs", json={**body, "nonce": nonce, "signature": "0x" + sig.hex()})
+    assert reply.status_code == 409 and reply.json()["error"]["name"] == "RecordVersionMismatch"
+
+
+# ---------------------------------------------------------------------------------------------- rejections
+
+
+def test_record_signed_by_another_jurisdictions_department_is_refused(
+    loaded: tuple[Service, TestClient, LoadSummary], seed: Directory
+) -> None:
+    service, client, _ = loaded
+    keys = _keystore(service.settings.home)
+    record, _ = _new_catalog(seed, "110102", "FORGE1")
+    daxing = next(d for d in seed.departments if d.jurisdiction == "110115")
+    head, total = _head(service), client.get("/catalogs").json()["total"]
+    reply = client.post("/catalogs", json=_catalog_body(client, keys.account(daxing.code), record))
+    assert reply.status_code == 403
+    problem = reply.json()
+    assert reply.headers["content-type"].startswith("application/problem+json")
+    assert problem["error"]["name"] == "DepartmentAccountNotBound"
+    assert problem["status"] == 403 and "not a key of the named department" in problem["detail"]
+    # naming its own department but another jurisdiction
+    own = record.model_copy(update={"provider": daxing.name, "provider_code": daxing.code})
+    reply = client.post("/catalogs", json=_catalog_body(client, keys.account(daxing.code), own))
+    assert reply.status_code == 403 and reply.json()["error"]["name"] == "RecordJurisdictionMismatch"
+    _assert_nothing_written(service, client, head, total)
+
+
+def test_replayed_signature_is_refused(loaded: tuple[Service, TestClient, LoadSummary], seed: Directory) -> None:
+    service, client, _ = loaded
+    keys = _keystore(service.settings.home)
+    record, dept = _new_catalog(seed, "110102", "REPLAY1")
+    body = _catalog_body(client, keys.account(dept), record)
+    first = client.post("/catalogs", json=body)
+    assert first.status_code == 202, first.text
+    wait_indexed(client, first.json()["tx_hash"])
+    head, total = _head(service), client.get("/catalogs").json()["total"]
+    replay = client.post("/catalogs", json=body)
+    assert replay.status_code == 409
+    assert replay.json()["error"]["name"] == "SubmissionNonceUsed"
+    _assert_nothing_written(service, client, head, total)
+
+
+def test_expired_deadline_is_refused(loaded: tuple[Service, TestClient, LoadSummary], seed: Directory) -> None:
+    service, client, _ = loaded
+    keys = _keystore(service.settings.home)
+    record, dept = _new_catalog(seed, "110102", "EXP1")
+    head, total = _head(service), client.get("/catalogs").json()["total"]
+    reply = client.post(
+        "/catalogs", json=_catalog_body(client, keys.account(dept), record, deadline=int(time.time()) - 60)
+    )
+    assert reply.status_code == 422 and reply.json()["error"]["name"] == "SubmissionExpired"
+    _assert_nothing_written(service, client, head, total)
+
+
+@pytest.mark.parametrize(
+    "mangle, reason",
+    [
+        (
+            lambda sig: (
+                sig[:32] + (SECP256K1_N - int.from_bytes(sig[32:64], "big")).to_bytes(32, "big") + bytes([55 - sig[64]])
+            ),
+            "high-s",
+        ),
+        (lambda sig: sig[:64], "expected 65 bytes, got 64"),
+        (lambda sig: sig[:64] + bytes([1]), "expected v 27 or 28, got 1"),
+    ],
+)
+def test_malformed_signatures_are_refused(
+    loaded: tuple[Service, TestClient, LoadSummary], seed: Directory, mangle: Any, reason: str
+) -> None:
+    service, client, _ = loaded
+    keys = _keystore(service.settings.home)
+    record, dept = _new_catalog(seed, "110102", "SIG1")
+    body = _catalog_body(client, keys.account(dept), record)
+    body["signature"] = "0x" + mangle(bytes.fromhex(body["signature"][2:])).hex()
+    head, total = _head(service), client.get("/catalogs").json()["total"]
+    reply = client.post("/catalogs", json=body)
+    assert reply.status_code == 400
+    assert reply.json()["type"] == "/problems/invalid-signature" and reason in reply.json()["detail"]
+    _assert_nothing_written(service, client, head, total)
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        (lambda r: r.pop("summary"), "record.summary"),
+        (lambda r: r.update(colour="red"), "record.colour"),
+        (lambda r: r.update(share_type="sometimes"), "record.share_type"),
+        (lambda r: r.update(update_frequency="hourly"), "record.update_frequency"),
+        (lambda r: r.update(grade="9"), "record.grade"),
+        (lambda r: r.update(data_items=[]), "record.data_items"),
+    ],
+)
+def test_invalid_records_are_refused(
+    loaded: tuple[Service, TestClient, LoadSummary], seed: Directory, change: Any, field: str
+) -> None:
+    service, client, _ = loaded
+    keys = _keystore(service.settings.home)
+    record, dept = _new_catalog(seed, "110102", "BAD1")
+    body = _catalog_body(client, keys.account(dept), record)
+    change(body["record"])
+    head, total = _head(service), client.get("/catalogs").json()["total"]
+    reply = client.post("/catalogs", json=body)
+    assert reply.status_code == 422
+    problem = reply.json()
+    assert problem["type"] == "/problems/invalid-body"
+    assert field in [e["field"] for e in problem["errors"]], problem
+    _assert_nothing_written(service, client, head, total)
+
+
+def test_unknown_envelope_field_is_refused(loaded: tuple[Service, TestClient, LoadSummary], seed: Directory) -> None:
+    service, client, _ = loaded
+    keys = _keystore(service.settings.home)
+    record, dept = _new_catalog(seed, "110102", "BAD2")
+    body = {**_catalog_body(client, keys.account(dept), record), "priority": "high"}
+    reply = client.post("/catalogs", json=body)
+    assert reply.status_code == 422 and "priority" in [e["field"] for e in reply.json()["errors"]]
+
+
+def test_oversized_body_is_refused(loaded: tuple[Service, TestClient, LoadSummary], seed: Directory) -> None:
+    service, client, _ = loaded
+    head, total = _head(service), client.get("/catalogs").json()["total"]
+    limit = service.settings.max_body_bytes
+    reply = client.post(
+        "/catalogs", content=b'{"record": "' + b"x" * (limit + 10) + b'"}', headers={"content-type": "application/json"}
+    )
+    assert reply.status_code == 413
+    assert reply.json()["type"] == "/problems/body-too-large" and str(limit) in reply.json()["detail"]
+    _assert_nothing_written(service, client, head, total)
