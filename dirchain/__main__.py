@@ -1,0 +1,5 @@
+"""``python -m dirchain`` runs the command line."""
+
+from dirchain.cli import app
+
+app()
