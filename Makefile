@@ -16,7 +16,7 @@ $(BIN)/dirchain: pyproject.toml
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
-	npm ci --no-audit --no-fund
+	npm install --no-audit --no-fund
 	touch $@
 
 artifacts/contracts/Directory.sol/Directory.json: node_modules/.installed $(wildcard contracts/*.sol contracts/*/*.sol) hardhat.config.js

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -15,13 +15,14 @@ from chain.directory import DirectoryClient
 
 @dataclass
 class Services:
-    """Everything a request may need: the relaying directory client, the index, the relay front."""
+    """Everything a request may need: the relaying directory client, the index, the relay front, and
+    ``indexer_error`` — the indexer's last unrecovered error (None while it is healthy)."""
 
     client: DirectoryClient
     sessions: sessionmaker[Session]
     relay: Relay
     confirmations: int = 0
-    extra: dict[str, object] = field(default_factory=dict)
+    indexer_error: Callable[[], str | None] = lambda: None
 
 
 def get_services(request: Request) -> Services:

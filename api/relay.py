@@ -27,10 +27,10 @@ class Relay:
         self.client = client
         self.batcher = batcher
         self.timeout_s = timeout_s
-        self._inflight: dict[tuple[str, ...], str] = {}
+        self._inflight: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
 
-    def _reserve(self, keys: list[tuple[str, ...]]) -> None:
+    def _reserve(self, keys: list[tuple[str, str]]) -> None:
         with self._lock:
             for key in keys:
                 tx = self._inflight.get(key)
@@ -42,7 +42,7 @@ class Relay:
             for key in keys:
                 self._inflight[key] = "?"
 
-    def _settle(self, keys: list[tuple[str, ...]], tx_hash: str | None) -> None:
+    def _settle(self, keys: list[tuple[str, str]], tx_hash: str | None) -> None:
         with self._lock:
             for key in keys:
                 if tx_hash is None:

@@ -207,6 +207,7 @@ class Health(BaseModel):
     """Chain head and indexer cursor (blocks); ``lag_blocks`` = head − cursor."""
 
     status: Literal["ok", "degraded"]
+    indexer_error: str | None = None
     chain_id: int
     directory: str
     head: int | None

@@ -11,7 +11,7 @@ from functools import cached_property
 from typing import Any
 
 from eth_abi import decode as abi_decode
-from eth_utils import keccak
+from eth_utils import keccak, to_checksum_address
 
 from chain.errors import ContractRevert, UnknownRevert
 
@@ -108,10 +108,10 @@ class ContractCodec:
             return None
         args: dict[str, Any] = {}
         for (name, typ), topic in zip(spec.indexed, topics[1:], strict=True):
-            args[name] = abi_decode([typ], _to_bytes(topic))[0]
+            args[name] = _checksum(typ, abi_decode([typ], _to_bytes(topic))[0])
         if spec.data:
             values = abi_decode([t for _, t in spec.data], _to_bytes(log["data"]))
-            args.update({name: value for (name, _), value in zip(spec.data, values, strict=True)})
+            args.update({name: _checksum(t, v) for (name, t), v in zip(spec.data, values, strict=True)})
         return DecodedLog(
             event=spec.name,
             args=args,
@@ -131,6 +131,10 @@ class ContractCodec:
         name, params = entry
         values = abi_decode([t for _, t in params], data[4:]) if params else ()
         return ContractRevert(name, {p: v for (p, _), v in zip(params, values, strict=True)}, data)
+
+
+def _checksum(abi_type: str, value: Any) -> Any:
+    return to_checksum_address(value) if abi_type == "address" else value
 
 
 def _to_bytes(value: Any) -> bytes:

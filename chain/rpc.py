@@ -52,11 +52,19 @@ class Rpc:
             next(self._ids)
         reply = self._client.post(self.url, json=body)
         reply.raise_for_status()
-        by_id = {item["id"]: item for item in reply.json()}
+        payload = reply.json()
+        if not isinstance(payload, list):  # the node refused the whole batch with one error object
+            _result("batch", payload)
+            raise RpcError("batch", 0, f"expected a JSON array of {len(calls)} replies, got {payload!r}")
+        by_id = {item.get("id"): item for item in payload}
         out: list[Any | RpcError] = []
         for i, (method, _) in enumerate(calls):
+            item = by_id.get(first + i)
+            if item is None:
+                out.append(RpcError(method, 0, f"no reply for request id {first + i} in the batch"))
+                continue
             try:
-                out.append(_result(method, by_id[first + i]))
+                out.append(_result(method, item))
             except RpcError as exc:
                 out.append(exc)
         return out

@@ -144,7 +144,7 @@ contract Directory is IDirectory, AccessControl, EIP712 {
     }
 
     /// @notice Registers, updates or retires information systems (信息系统), each signed by its owner.
-    /// @dev Reverts as submitCatalogs (a system must leave sourceSystem zero: RecordContentInvalid).
+    /// @dev Reverts as submitCatalogs (a system, like any retirement, must leave sourceSystem zero: RecordContentInvalid).
     ///      Emits SystemVersionRecorded or SystemRetired per submission.
     function submitSystems(RecordSubmission[] calldata batch) external onlyRole(RELAYER_ROLE) {
         _submitRecords(RecordKind.System, batch);
@@ -267,7 +267,10 @@ contract Directory is IDirectory, AccessControl, EIP712 {
                 revert RecordActionUnknown(s.action);
             }
             if (s.version != state.version + 1) revert RecordVersionMismatch(kind, s.code, state.version + 1, s.version);
-            if (retire == (s.record.length != 0) || (kind == RecordKind.System && s.sourceSystem != bytes32(0))) {
+            if (
+                retire == (s.record.length != 0)
+                    || ((retire || kind == RecordKind.System) && s.sourceSystem != bytes32(0))
+            ) {
                 revert RecordContentInvalid(kind, s.code);
             }
             if (kind == RecordKind.Catalog && s.sourceSystem != bytes32(0)) {

@@ -17,7 +17,7 @@ import httpx
 import typer
 import uvicorn
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from chain.artifacts import PROJECT_ROOT
@@ -42,7 +42,7 @@ def _load(path: Path, api_url: str) -> bool:
     console.print(f"loading {path.name}: " + ", ".join(f"{v} {k}" for k, v in directory_counts(directory).items()))
     with Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as progress:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def on_progress(phase: str, done: int, total: int) -> None:
             if phase not in tasks:

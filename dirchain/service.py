@@ -55,7 +55,14 @@ class Service:
             sessions=self.sessions,
             relay=Relay(self.client, self.batcher),
             confirmations=self.settings.confirmations,
+            indexer_error=self._indexer_error,
         )
+
+    def _indexer_error(self) -> str | None:
+        thread = self._indexer_thread
+        if thread is not None and not thread.is_alive() and not self._stop.is_set():
+            return f"indexer stopped: {self.indexer.last_error}"
+        return None
 
     def stop(self) -> None:
         """Stop the indexer and the batcher, then the embedded node (which saves its state)."""

@@ -90,7 +90,7 @@ class Block(Base):
 
     __tablename__ = "blocks"
 
-    number: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    number: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     hash: Mapped[str] = mapped_column(String(HASH))
     timestamp: Mapped[int] = mapped_column(BigInteger)
 

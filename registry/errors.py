@@ -11,9 +11,9 @@ class ReorgDetected(RegistryError):
     """The chain no longer holds a block the index was built from: a reorganisation.
 
     ``block_number`` is the height checked, ``expected_hash`` the block hash the index recorded
-    (0x-hex) and ``got_hash`` the hash the chain now reports at that height. The index is left
-    untouched; recovering (rewinding the cursor and the rows above it, or re-indexing) is an
-    operator decision, never done silently.
+    (0x-hex) and ``got_hash`` the hash the chain now reports at that height (or ``"none (head is
+    N)"`` when the chain no longer reaches it). The index is left untouched; recovering (rewinding
+    the cursor and the rows above it, or re-indexing) is an operator decision, never done silently.
     """
 
     def __init__(self, block_number: int, expected_hash: str, got_hash: str) -> None:

@@ -27,7 +27,7 @@ from chain.abi import ContractCodec, DecodedLog
 from chain.logs import LogFetcher
 from registry.db import Cursor
 from registry.errors import ReorgDetected
-from registry.store import apply_event
+from registry.store import apply_events
 
 log = logging.getLogger(__name__)
 
@@ -94,19 +94,27 @@ class Indexer:
     # ------------------------------------------------------------------ indexing
 
     def run_once(self) -> int:
-        """Index ranges until caught up with ``head − confirmations``; returns the events applied.
+        """Index ranges until caught up with ``head − confirmations``; returns the events newly applied.
 
-        Raises :class:`ReorgDetected` if the cursor's block is no longer on the chain, or if the
-        blocks of a range keep changing while it is read (:data:`MAX_UNSTABLE_READS` times), and
-        whatever the RPC or the database raise; a failed range writes nothing.
+        Raises :class:`ReorgDetected` if the cursor's block is no longer on the chain (checked on
+        every call, even when there is nothing new), or if the blocks of a range keep changing while
+        it is read (:data:`MAX_UNSTABLE_READS` times), and whatever the RPC or the database raise;
+        a failed range writes nothing.
         """
         applied = 0
         unstable = 0
         while self._stop is None or not self._stop.is_set():
             stored = self._stored_cursor()
             start = self.start_block if stored is None else stored[0] + 1
-            target = self.fetcher.head() - self.confirmations
+            head = self.fetcher.head()
+            if stored is not None and stored[0] > head:  # the chain lost blocks the index holds
+                raise ReorgDetected(stored[0], stored[1], f"none (head is {head})")
+            target = head - self.confirmations
             if target < start:
+                if stored is not None:  # idle: still make sure the cursor's block is on the chain
+                    got = self.fetcher.block_hash(stored[0])
+                    if got != stored[1]:
+                        raise ReorgDetected(stored[0], stored[1], got)
                 return applied
             end = min(target, start + self.max_range - 1)
 
@@ -132,16 +140,15 @@ class Indexer:
                 if now != stored:  # another writer moved the cursor meanwhile: start over from it
                     log.warning("cursor moved from %s to %s by another writer; re-reading", stored, now)
                     continue
-                for ev in events:
-                    apply_event(session, ev, blocks[ev.block_number][1])
+                new = apply_events(session, [(ev, blocks[ev.block_number][1]) for ev in events])
                 if row is None:
                     row = Cursor(chain_id=self.chain_id, address=self.address)
                     session.add(row)
                 row.block_number = end
                 row.block_hash = blocks[end][0]
-            applied += len(events)
-            self.events_applied += len(events)
-            log.debug("indexed blocks %d..%d: %d events", start, end, len(events))
+            applied += new
+            self.events_applied += new
+            log.debug("indexed blocks %d..%d: %d events (%d new)", start, end, len(events), new)
         return applied
 
     def _decode(self, raw_logs: list[dict[str, object]]) -> list[DecodedLog]:

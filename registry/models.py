@@ -14,7 +14,7 @@ from datetime import date
 from enum import StrEnum
 from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class Tier(StrEnum):
@@ -122,7 +122,15 @@ SYSTEM_CODE = re.compile(r"^S[0-9A-Z/-]{1,63}$")
 
 Text = Annotated[str, Field(min_length=1, max_length=200)]
 LongText = Annotated[str, Field(min_length=1, max_length=2000)]
-Code = Annotated[str, Field(min_length=1, max_length=64)]
+def _fits_chain(code: str) -> str:
+    if len(code.encode("utf-8")) > 64:
+        raise ValueError(f"expected at most 64 bytes of UTF-8 (the contract's limit), got {len(code.encode())}")
+    return code
+
+
+Code = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_fits_chain)]
+CatalogCode = Annotated[str, Field(pattern=CATALOG_CODE.pattern)]
+SystemCode = Annotated[str, Field(pattern=SYSTEM_CODE.pattern)]
 
 
 class _Strict(BaseModel):
@@ -186,8 +194,8 @@ class CatalogRecord(_Strict):
     open_conditions: LongText | None = None  # 开放条件
     update_frequency: UpdateFrequency  # 更新周期
     publish_date: date  # 发布日期
-    related_codes: Annotated[list[Annotated[str, Field(pattern=CATALOG_CODE.pattern)]], Field(max_length=100)] = []  # 关联资源代码
-    source_system: Annotated[str, Field(pattern=SYSTEM_CODE.pattern)] | None = None  # code of the information system that produces it
+    related_codes: Annotated[list[CatalogCode], Field(max_length=100)] = []  # 关联资源代码
+    source_system: SystemCode | None = None  # code of the information system that produces it
     grade: str  # 数据分级 (DB11/T 1918-2021)
     remarks: LongText | None = None  # 备注
 

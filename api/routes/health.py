@@ -27,8 +27,10 @@ async def health(services: ServicesDep, session: SessionDep) -> Health:
     stored = queries.cursor(session, client.chain_id, client.address)
     cursor = stored.block_number if stored is not None else None
     lag = head - cursor if head is not None and cursor is not None else None
+    indexer_error = services.indexer_error()
     return Health(
-        status="ok" if head is not None else "degraded",
+        status="ok" if head is not None and indexer_error is None else "degraded",
+        indexer_error=indexer_error,
         chain_id=client.chain_id,
         directory=client.address,
         head=head,

@@ -223,7 +223,8 @@ interface IDirectory {
     error RecordVersionMismatch(RecordKind kind, string code, uint32 expected, uint32 got);
     /// @notice The record belongs to department `owner`; the submission names another one.
     error RecordNotOwner(RecordKind kind, string code, bytes32 owner, bytes32 department);
-    /// @notice Register/update with an empty record, or retire with a non-empty one, or a system naming a source system.
+    /// @notice Register/update with an empty record; retire with a non-empty record or a source system;
+    ///         a system naming a source system.
     error RecordContentInvalid(RecordKind kind, string code);
     /// @notice The action code is not a known `RecordAction`.
     error RecordActionUnknown(RecordAction action);

@@ -263,3 +263,42 @@ def appoint_administrator(chain: Chain, scope: str, signer: LocalAccount | None 
     msg = account_message("administrator", scope, acct.address, True, next_nonce(), deadline())
     submit(chain.client, signer or chain.administrator, msg)
     return acct
+
+
+def rebound(chain: Chain, poll_s: float = 0.002) -> Chain:
+    """The same deployment and keys behind a new relayer sender (it re-reads its nonce from the chain).
+
+    For tests that share one deployment and roll the chain back with :func:`reverting` between them.
+    ``poll_s``: receipt poll interval (seconds); anvil mines at once, so polling every 50 ms only waits.
+    """
+    sender = TxSender(chain.rpc, chain.relayer, MemoryJournal(), CHAIN_ID, receipt_timeout_s=30, poll_s=poll_s)
+    client = DirectoryClient(chain.rpc, chain.client.address, CHAIN_ID, sender)
+    return Chain(client, chain.deployment, chain.administrator, chain.relayer, chain.rpc)
+
+
+class reverting:  # lowercase: used like a function, `with reverting(rpc): ...`
+    """Run the block on an ``evm_snapshot`` of the chain and ``evm_revert`` to it afterwards (anvil only)."""
+
+    def __init__(self, rpc: Rpc) -> None:
+        self.rpc = rpc
+        self.snapshot: Any = None
+
+    def __enter__(self) -> None:
+        self.snapshot = self.rpc.call("evm_snapshot", [])
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.rpc.call("evm_revert", [self.snapshot]), "evm_revert refused the snapshot"
+
+
+def assert_event(event: Any, event_name: str, /, **fields: Any) -> None:
+    """``event`` (a decoded log) is ``event_name`` and each of ``fields`` equals its decoded argument."""
+    assert event.event == event_name, f"expected {event_name}, got {event.event}"
+    for key, want in fields.items():
+        got = event.args[key]
+        assert same_value(got, want), f"{event_name}.{key}: expected {want!r}, got {got!r}"
+
+
+def resign(client: DirectoryClient, key: LocalAccount, msg: Message, **changes: Any) -> tuple[Any, ...]:
+    """``msg`` with ``changes`` applied to its EIP-712 message, signed afresh (a fresh nonce unless given)."""
+    message = {**msg.message, "nonce": next_nonce(), **changes}
+    return sign(client, key, Message(msg.primary, message, msg.record))

@@ -7,6 +7,7 @@ same batch is mined anyway and must fail with no log and the Directory's storage
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from eth_utils import keccak
 from chain.directory import DirectoryClient
 from chain.errors import ContractRevert
 from chain.journal import MemoryJournal
-from chain.rpc import RpcError
+from chain.rpc import Rpc, RpcError
 from chain.sender import TxSender
 from registry.canonical import code_id
 from registry.messages import (
@@ -39,13 +40,19 @@ from tests.integration.conftest import (
     Chain,
     World,
     appoint_administrator,
+    assert_event,
+    build_world,
     catalog_record,
     deadline,
     decoded_events,
     expect_revert,
     funded_account,
     high_s_twin,
+    new_chain,
     next_nonce,
+    rebound,
+    resign,
+    reverting,
     same_value,
     sign,
     storage_root,
@@ -69,6 +76,26 @@ XC_CIVIL_ID = code_id("DXC0001")
 XC_HEALTH_ID = code_id("DXC0002")
 
 
+@pytest.fixture(scope="module")
+def bases(rpc: Rpc) -> tuple[Chain, World]:
+    """One bare deployment and one deployment with the world, shared by the module's tests."""
+    return new_chain(rpc), build_world(new_chain(rpc))
+
+
+@pytest.fixture
+def chain(rpc: Rpc, bases: tuple[Chain, World]) -> Iterator[Chain]:
+    """A Directory with no jurisdiction yet; every change the test makes is rolled back (evm_revert)."""
+    with reverting(rpc):
+        yield rebound(bases[0])
+
+
+@pytest.fixture
+def world(rpc: Rpc, bases: tuple[Chain, World]) -> Iterator[World]:
+    """The conftest world (北京市 → 西城区 → 月坛街道, 大兴区, four departments with keys), rolled back after."""
+    with reverting(rpc):
+        yield World(rebound(bases[1].chain), bases[1].keys)
+
+
 def valid_message(world: World, primary: str) -> tuple[Message, LocalAccount]:
     """A submission of type ``primary`` that would succeed in ``world``, and the key that must sign it."""
     admin = world.chain.administrator
@@ -89,35 +116,21 @@ def _account(role: Any, scope: str, account: str | None = None, active: bool = T
     return account_message(role, scope, account or Account.create().address, active, next_nonce(), deadline())
 
 
-def resign(client: DirectoryClient, key: LocalAccount, msg: Message, **changes: Any) -> tuple[Any, ...]:
-    """``msg`` with ``changes`` applied to its EIP-712 message, signed afresh (a fresh nonce unless given)."""
-    message = {**msg.message, "nonce": next_nonce(), **changes}
-    return sign(client, key, Message(msg.primary, message, msg.record))
-
-
 def outsider_client(chain: Chain) -> tuple[DirectoryClient, LocalAccount]:
     """A client of the same Directory whose transactions come from a funded key without RELAYER_ROLE."""
     outsider = funded_account(chain.rpc)
-    sender = TxSender(chain.rpc, outsider, MemoryJournal(), CHAIN_ID, receipt_timeout_s=30)
+    sender = TxSender(chain.rpc, outsider, MemoryJournal(), CHAIN_ID, receipt_timeout_s=30, poll_s=0.002)
     return DirectoryClient(chain.rpc, chain.client.address, CHAIN_ID, sender), outsider
 
 
 def admin_sender(chain: Chain) -> TxSender:
     """The bureau administrator's own transaction sender (funded with anvil_setBalance: test tooling)."""
     chain.rpc.call("anvil_setBalance", [chain.administrator.address, hex(FUNDS_WEI)])
-    return TxSender(chain.rpc, chain.administrator, MemoryJournal(), CHAIN_ID, receipt_timeout_s=30)
+    return TxSender(chain.rpc, chain.administrator, MemoryJournal(), CHAIN_ID, receipt_timeout_s=30, poll_s=0.002)
 
 
 def is_administrator(client: DirectoryClient, scope: str, account: str) -> bool:
     return bool(client.view("isAdministrator", code_id(scope), account)[0])
-
-
-def assert_args(event: Any, event_name: str, /, **fields: Any) -> None:
-    """``event`` is ``event_name`` and each of ``fields`` equals its decoded argument."""
-    assert event.event == event_name
-    for key, want in fields.items():
-        got = event.args[key]
-        assert same_value(got, want), f"{event_name}.{key}: expected {want!r}, got {got!r}"
 
 
 # ================================================================ happy paths and their events
@@ -134,7 +147,7 @@ def test_add_jurisdictions_emits_jurisdiction_added_and_stores_the_tree(chain: C
     assert [e.event for e in events] == ["JurisdictionAdded"] * 4
     for event, j, msg in zip(events, (CITY, XICHENG, DAXING, YUETAN), msgs, strict=True):
         parent = code_id(j.parent) if j.parent else ZERO32
-        assert_args(
+        assert_event(
             event, "JurisdictionAdded",
             id=code_id(j.code), parent=parent, tier=j.tier.chain_value, code=j.code, name=j.name,
             signer=admin.address, nonce=msg.message["nonce"],
@@ -149,7 +162,7 @@ def test_jurisdiction_code_may_be_64_bytes_of_utf8(world: World) -> None:
     j = Jurisdiction(code=code, name="长名街道", tier=Tier.STREET, parent="110102")
     receipt = submit(world.client, world.chain.administrator, jurisdiction_message(j, next_nonce(), deadline()))
     (event,) = decoded_events(world.client, receipt)
-    assert_args(event, "JurisdictionAdded", id=code_id(code), code=code, tier=TIER_STREET)
+    assert_event(event, "JurisdictionAdded", id=code_id(code), code=code, tier=TIER_STREET)
 
 
 def test_register_departments_emits_department_registered(world: World) -> None:
@@ -159,7 +172,7 @@ def test_register_departments_emits_department_registered(world: World) -> None:
 
     events = decoded_events(c, receipt)
     for event, d, msg in zip(events, (XC_EDU, YT_SERVICE), msgs, strict=True):
-        assert_args(
+        assert_event(
             event, "DepartmentRegistered",
             id=code_id(d.code), jurisdiction=code_id(d.jurisdiction), code=d.code, name=d.name,
             signer=admin.address, nonce=msg.message["nonce"],
@@ -174,7 +187,7 @@ def test_administrator_set_grants_and_revokes_a_jurisdiction_administrator(world
     appointee = Account.create()
     grant = account_message("administrator", "110102", appointee.address, True, next_nonce(), deadline())
     (event,) = decoded_events(c, submit(c, admin, grant))
-    assert_args(
+    assert_event(
         event, "AdministratorSet",
         jurisdiction=code_id("110102"), account=appointee.address, active=True,
         signer=admin.address, nonce=grant.message["nonce"],
@@ -184,11 +197,11 @@ def test_administrator_set_grants_and_revokes_a_jurisdiction_administrator(world
 
     # the appointee now administers 西城区 …
     (registered,) = decoded_events(c, submit(c, appointee, department_message(XC_EDU, next_nonce(), deadline())))
-    assert_args(registered, "DepartmentRegistered", id=code_id(XC_EDU.code), signer=appointee.address)
+    assert_event(registered, "DepartmentRegistered", id=code_id(XC_EDU.code), signer=appointee.address)
 
     revoke = account_message("administrator", "110102", appointee.address, False, next_nonce(), deadline())
     (event,) = decoded_events(c, submit(c, admin, revoke))
-    assert_args(
+    assert_event(
         event, "AdministratorSet",
         jurisdiction=code_id("110102"), account=appointee.address, active=False,
         signer=admin.address, nonce=revoke.message["nonce"],
@@ -208,7 +221,7 @@ def test_department_account_set_binds_and_revokes_a_signing_key(world: World) ->
     key = Account.create()
     bind = account_message("department", "DXC0002", key.address, True, next_nonce(), deadline())
     (event,) = decoded_events(c, submit(c, admin, bind))
-    assert_args(
+    assert_event(
         event, "DepartmentAccountSet",
         department=XC_HEALTH_ID, account=key.address, jurisdiction=code_id("110102"), active=True,
         signer=admin.address, nonce=bind.message["nonce"],
@@ -218,11 +231,11 @@ def test_department_account_set_binds_and_revokes_a_signing_key(world: World) ->
     # the new key signs for its department: a record it signs is accepted
     record = system_record(world.department("xc_health"), code="SXC0101")
     (recorded,) = decoded_events(c, submit(c, key, record_message(record, "register", 1, next_nonce(), deadline())))
-    assert_args(recorded, "SystemVersionRecorded", department=XC_HEALTH_ID, signer=key.address)
+    assert_event(recorded, "SystemVersionRecorded", department=XC_HEALTH_ID, signer=key.address)
 
     revoke = account_message("department", "DXC0002", key.address, False, next_nonce(), deadline())
     (event,) = decoded_events(c, submit(c, admin, revoke))
-    assert_args(
+    assert_event(
         event, "DepartmentAccountSet",
         department=XC_HEALTH_ID, account=key.address, jurisdiction=code_id("110102"), active=False,
         signer=admin.address, nonce=revoke.message["nonce"],
@@ -237,7 +250,7 @@ def test_department_account_set_binds_and_revokes_a_signing_key(world: World) ->
     # … and is free to be bound again, even to a department of another jurisdiction
     rebind = account_message("department", "DDX0001", key.address, True, next_nonce(), deadline())
     (event,) = decoded_events(c, submit(c, admin, rebind))
-    assert_args(event, "DepartmentAccountSet", department=code_id("DDX0001"), jurisdiction=code_id("110115"))
+    assert_event(event, "DepartmentAccountSet", department=code_id("DDX0001"), jurisdiction=code_id("110115"))
     assert c.account_department(key.address) == code_id("DDX0001")
 
 
@@ -246,23 +259,23 @@ def test_role_granted_and_revoked_by_the_bureau_administrator(chain: Chain) -> N
     # the constructor granted both roles
     deployed = chain.rpc.call("eth_getTransactionReceipt", [chain.deployment.tx_hash])
     granted = [c.codec.decode_log(log) for log in deployed["logs"]]
-    assert_args(granted[0], "RoleGranted", role=DEFAULT_ADMIN_ROLE, account=admin.address, sender=relayer.address)
-    assert_args(granted[1], "RoleGranted", role=RELAYER_ROLE, account=relayer.address, sender=relayer.address)
+    assert_event(granted[0], "RoleGranted", role=DEFAULT_ADMIN_ROLE, account=admin.address, sender=relayer.address)
+    assert_event(granted[1], "RoleGranted", role=RELAYER_ROLE, account=relayer.address, sender=relayer.address)
 
     bureau = admin_sender(chain)
     newcomer_client, newcomer = outsider_client(chain)
     receipt = bureau.wait(bureau.send(c.address, c.encode("grantRole", [RELAYER_ROLE, newcomer.address]), 200_000))
     (event,) = decoded_events(c, receipt)
-    assert_args(event, "RoleGranted", role=RELAYER_ROLE, account=newcomer.address, sender=admin.address)
+    assert_event(event, "RoleGranted", role=RELAYER_ROLE, account=newcomer.address, sender=admin.address)
     assert c.has_role(RELAYER_ROLE, newcomer.address)
 
     # the new relayer's batches are accepted
     (added,) = decoded_events(c, submit(newcomer_client, admin, jurisdiction_message(CITY, next_nonce(), deadline())))
-    assert_args(added, "JurisdictionAdded", id=code_id(CITY.code))
+    assert_event(added, "JurisdictionAdded", id=code_id(CITY.code))
 
     receipt = bureau.wait(bureau.send(c.address, c.encode("revokeRole", [RELAYER_ROLE, newcomer.address]), 200_000))
     (event,) = decoded_events(c, receipt)
-    assert_args(event, "RoleRevoked", role=RELAYER_ROLE, account=newcomer.address, sender=admin.address)
+    assert_event(event, "RoleRevoked", role=RELAYER_ROLE, account=newcomer.address, sender=admin.address)
     assert not c.has_role(RELAYER_ROLE, newcomer.address)
 
     # and once revoked, refused
@@ -336,7 +349,7 @@ def test_street_admin_cannot_appoint_its_co_admin_but_the_district_admin_can(wor
     )  # fmt: skip
     assert not is_administrator(c, YUETAN.code, co_admin)
     (event,) = decoded_events(c, submit(c, district_admin, msg))
-    assert_args(event, "AdministratorSet", jurisdiction=code_id(YUETAN.code), account=co_admin, active=True)
+    assert_event(event, "AdministratorSet", jurisdiction=code_id(YUETAN.code), account=co_admin, active=True)
     assert is_administrator(c, YUETAN.code, co_admin)
 
 
@@ -425,16 +438,17 @@ def test_another_submission_reusing_a_spent_nonce_is_refused(world: World, prima
 
 
 def test_nonces_are_unordered_per_signer(world: World) -> None:
-    c, admin = world.client, world.chain.administrator
+    c = world.client
+    admin, other = (appoint_administrator(world.chain, XICHENG.code) for _ in range(2))  # no nonce spent yet
     codes = [f"110102/街道{i}" for i in range(4)]
     nonces = [2**256 - 1, 300, 0, 255]  # any order, any word of the bitmap
     for code, nonce in zip(codes, nonces, strict=True):
         j = Jurisdiction(code=code, name=code, tier=Tier.STREET, parent="110102")
         submit(c, admin, jurisdiction_message(j, nonce, deadline()))
     assert all(c.nonce_used(admin.address, n) for n in nonces)
-    assert not c.nonce_used(admin.address, 256) and not c.nonce_used(admin.address, 1)
+    assert not any(c.nonce_used(admin.address, n) for n in (1, 254, 256, 2**256 - 2))
     # the same nonce of another signer is a different nonce
-    other = appoint_administrator(world.chain, XICHENG.code)
+    assert not c.nonce_used(other.address, 300)
     submit(c, other, department_message(XC_EDU, 300, deadline()))
     assert c.nonce_used(other.address, 300)
 
@@ -584,81 +598,74 @@ def _tianjin() -> Message:
     return jurisdiction_message(Jurisdiction(code="120000", name="天津市", tier=Tier.CITY), next_nonce(), deadline())
 
 
-NOT_ADMIN_CASES = {
-    # id: (signer, message factory, jurisdiction named in the error)
-    "stranger adds a street": ("stranger", lambda: _street("110102/新街道"), XICHENG.code),
-    "stranger adds a city": (
-        "stranger",
-        _tianjin,
-        None,
+def _revoke_xc_civil_key(world: World) -> Message:
+    return _account("department", "DXC0001", world.keys["xc_civil"].address, active=False)
+
+
+# (signer, message factory, jurisdiction the error names: None for the root); signers are the `admins` fixture's,
+# a department key of the world, or a stranger
+NOT_ADMIN_CASES = [
+    pytest.param("stranger", lambda w: _street("110102/新街道"), XICHENG.code, id="stranger adds a street"),
+    pytest.param("stranger", lambda w: _tianjin(), None, id="stranger adds a city"),
+    pytest.param("city", lambda w: _tianjin(), None, id="city admin adds a second city (bureau only)"),
+    pytest.param(
+        "city", lambda w: _account("administrator", CITY.code), CITY.code, id="city admin appoints a city admin"
     ),
-    "city admin adds a second city (bureau only)": (
-        "city",
-        _tianjin,
-        None,
+    pytest.param(
+        "西城区", lambda w: _account("administrator", CITY.code), CITY.code, id="district admin appoints a city admin"
     ),
-    "city admin appoints a city admin (bureau only)": (
-        "city",
-        lambda: _account("administrator", CITY.code),
-        CITY.code,
+    pytest.param(
+        "西城区", lambda w: _account("administrator", "110102"), CITY.code, id="district admin appoints its co-admin"
     ),
-    "district admin appoints a city admin": (
-        "西城区",
-        lambda: _account("administrator", CITY.code),
-        CITY.code,
+    pytest.param(
+        "西城区", lambda w: _account("administrator", "110115"), CITY.code, id="西城区 admin appoints a 大兴区 admin"
     ),
-    "district admin appoints its own co-admin": (
-        "西城区",
-        lambda: _account("administrator", "110102"),
-        CITY.code,
-    ),
-    "西城区 admin appoints a 大兴区 admin": (
-        "西城区",
-        lambda: _account("administrator", "110115"),
-        CITY.code,
-    ),
-    "大兴区 admin registers a 西城区 department": (
+    pytest.param(
         "大兴区",
-        lambda: department_message(XC_EDU, next_nonce(), deadline()),
+        lambda w: department_message(XC_EDU, next_nonce(), deadline()),
         XICHENG.code,
+        id="大兴区 admin registers a 西城区 department",
     ),
-    "大兴区 admin adds a street to 西城区": ("大兴区", lambda: _street("110102/新街道"), XICHENG.code),
-    "大兴区 admin binds a key of a 西城区 department": (
+    pytest.param("大兴区", lambda w: _street("110102/新街道"), XICHENG.code, id="大兴区 admin adds a street to 西城区"),
+    pytest.param(
         "大兴区",
-        lambda: _account("department", "DXC0001"),
+        lambda w: _account("department", "DXC0001"),
         XICHENG.code,
+        id="大兴区 admin binds a key of a 西城区 department",
     ),
-    "大兴区 admin revokes a key of a 西城区 department": ("大兴区", None, XICHENG.code),
-    "大兴区 admin appoints a 月坛街道 admin": (
+    pytest.param(
+        "大兴区", _revoke_xc_civil_key, XICHENG.code, id="大兴区 admin revokes the key of a 西城区 department"
+    ),
+    pytest.param(
         "大兴区",
-        lambda: _account("administrator", YUETAN.code),
+        lambda w: _account("administrator", YUETAN.code),
         XICHENG.code,
+        id="大兴区 admin appoints a 月坛街道 admin",
     ),
-    "street admin registers a department of its district": (
+    pytest.param(
         "月坛街道",
-        lambda: department_message(XC_EDU, next_nonce(), deadline()),
+        lambda w: department_message(XC_EDU, next_nonce(), deadline()),
         XICHENG.code,
+        id="street admin registers a department of its district",
     ),
-    "street admin adds a sibling street": ("月坛街道", lambda: _street("110102/新街道"), XICHENG.code),
-    "department key registers a department": (
+    pytest.param("月坛街道", lambda w: _street("110102/新街道"), XICHENG.code, id="street admin adds a sibling street"),
+    pytest.param("月坛街道", _revoke_xc_civil_key, XICHENG.code, id="street admin revokes a key of its district"),
+    pytest.param(
         "xc_civil",
-        lambda: department_message(XC_EDU, next_nonce(), deadline()),
+        lambda w: department_message(XC_EDU, next_nonce(), deadline()),
         XICHENG.code,
+        id="department key registers a department",
     ),
-}
+]
 
 
-@pytest.mark.parametrize("case", list(NOT_ADMIN_CASES))
+@pytest.mark.parametrize(("who", "factory", "scope"), NOT_ADMIN_CASES)
 def test_signer_who_administers_neither_the_jurisdiction_nor_an_ancestor_is_refused(
-    world: World, admins: dict[str, LocalAccount], case: str
+    world: World, admins: dict[str, LocalAccount], who: str, factory: Any, scope: str | None
 ) -> None:
-    who, factory, scope = NOT_ADMIN_CASES[case]
-    signer = admins.get(who) or world.keys.get(who) or Account.create()
-    if factory is None:  # revoke the bound key of 西城区民政局
-        msg = account_message("department", "DXC0001", world.keys["xc_civil"].address, False, next_nonce(), deadline())
-    else:
-        msg = factory()
     c = world.client
+    signer = admins.get(who) or world.keys.get(who) or Account.create()
+    msg = factory(world)
     expect_revert(
         c, msg.primary, [sign(c, signer, msg)], "JurisdictionNotAdministrator",
         jurisdiction=code_id(scope) if scope else ZERO32, signer=signer.address,
@@ -731,9 +738,8 @@ def test_enum_codes_out_of_range_die_in_abi_decoding(world: World) -> None:
     raw = (3, XC_HEALTH_ID, account, True, nonce, dl, signature)  # the ABI tuple, by hand
     expect_revert(c, "Account", [raw], None)
 
-    tier4 = sign(c, admin, Message("Jurisdiction", {**jurisdiction_message(ZHANLANLU, next_nonce(), dl).message,
-                                                      "tier": 4}))  # fmt: skip
-    expect_revert(c, "Jurisdiction", [tier4], None)
+    street, _ = valid_message(world, "Jurisdiction")
+    expect_revert(c, "Jurisdiction", [resign(c, admin, street, tier=4)], None)
     rec, key = valid_message(world, "Catalog")
     expect_revert(c, "Catalog", [resign(c, key, rec, action=4)], None)
     assert not c.nonce_used(admin.address, nonce)
@@ -744,15 +750,12 @@ def test_enum_codes_out_of_range_die_in_abi_decoding(world: World) -> None:
 
 ORPHAN = Department(code="DXX0009", name="孤儿局", jurisdiction="110199")  # its jurisdiction does not exist
 
-ATOMIC_BAD = {
-    "Jurisdiction": ("JurisdictionUnknown", lambda: _street("110199/孤儿街道")),
-    "Department": (
-        "JurisdictionUnknown",
-        lambda: department_message(ORPHAN, next_nonce(), deadline()),
-    ),
-    "Account": (
+ATOMIC_BAD = {  # primary: (error, a submission that fails it, signed by the bureau)
+    "Jurisdiction": ("JurisdictionUnknown", lambda w: _street("110199/孤儿街道")),
+    "Department": ("JurisdictionUnknown", lambda w: department_message(ORPHAN, next_nonce(), deadline())),
+    "Account": (  # bind 西城区民政局's key to 西城区卫健委
         "DepartmentAccountTaken",
-        None,  # bind 西城区民政局's key to 西城区卫健委
+        lambda w: _account("department", "DXC0002", w.keys["xc_civil"].address),
     ),
 }
 
@@ -767,10 +770,7 @@ def test_batch_with_one_bad_submission_changes_nothing(world: World, primary: st
         "Account": [account_message("department", "DXC0002", a, True, next_nonce(), deadline()) for a in fresh],
     }[primary]
     error, factory = ATOMIC_BAD[primary]
-    if factory is None:
-        bad = account_message("department", "DXC0002", world.keys["xc_civil"].address, True, next_nonce(), deadline())
-    else:
-        bad = factory()
+    bad = factory(world)
     batch = [sign(c, admin, m) for m in (*good, bad)]
     expect_revert(c, primary, batch, error)  # mined too: status 0, no event, storage root unchanged
     for m in good:

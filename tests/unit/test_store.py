@@ -24,7 +24,7 @@ from registry.canonical import canonical_bytes, code_id
 from registry.db import Base, CatalogRow, Cursor, make_engine, migrate, session_factory
 from registry.errors import ReorgDetected
 from registry.models import CatalogRecord, SystemRecord
-from registry.store import apply_event, args_json
+from registry.store import apply_event, apply_events, args_json
 
 ZERO32 = b"\x00" * 32
 # checksummed addresses; events carry them in lowercase, as the ABI decoder returns them
@@ -263,11 +263,25 @@ def test_migration_creates_the_models_schema(tmp_path: Path) -> None:
 
 def test_no_autoincrement_or_wall_clock_columns() -> None:
     for table in Base.metadata.sorted_tables:
+        assert table.autoincrement_column is None, table.name  # no SERIAL / AUTOINCREMENT surrogate
         for column in table.columns:
             assert column.server_default is None and column.default is None, column
             assert column.name not in {"created_at", "inserted_at", "indexed_at"}, column
-        for pk in table.primary_key.columns:
-            assert not (len(table.primary_key.columns) == 1 and pk.autoincrement is True), pk
+
+
+def test_postgresql_ddl_has_no_serial_columns() -> None:
+    import contextlib
+    import io
+
+    from alembic import command
+
+    from registry.db import alembic_config
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        command.upgrade(alembic_config("postgresql://user@localhost/index"), "head", sql=True)
+    ddl = buf.getvalue()
+    assert "CREATE TABLE catalogs" in ddl and "SERIAL" not in ddl.upper()
 
 
 # ---------------------------------------------------------------------------------------- directory
@@ -657,28 +671,40 @@ SCENARIO = _scenario()
 
 
 @st.composite
-def replays(draw: st.DrawFn) -> tuple[list[int], list[int], list[int]]:
-    """(subset of event indexes in chain order, an application order with duplicates, commit points)."""
+def replays(draw: st.DrawFn) -> tuple[list[int], list[int], list[int], list[int]]:
+    """(subset of event indexes in chain order, an application order with duplicates, commit points,
+    batch boundaries): events are applied in slices with ``apply_events`` (one event when a slice
+    is a single event, through ``apply_event``) and committed at the commit points."""
     subset = [i for i in range(len(SCENARIO)) if draw(st.booleans())]
     order: list[int] = []
     for pos, i in enumerate(subset):
         order.append(i)
         repeats = draw(st.lists(st.sampled_from(subset[: pos + 1]), max_size=3))
         order += repeats
-    commits = draw(st.lists(st.integers(0, max(len(order) - 1, 0)), max_size=4))
-    return subset, order, commits
+    points = st.lists(st.integers(0, max(len(order) - 1, 0)), max_size=5)
+    return subset, order, draw(points), draw(points)
 
 
-def _dump_after(indexes: list[int], commits: set[int] | None = None) -> dict[str, list[tuple[Any, ...]]]:
+def _dump_after(
+    indexes: list[int], commits: set[int] | None = None, cuts: set[int] | None = None
+) -> dict[str, list[tuple[Any, ...]]]:
     eng = make_engine("sqlite://")
     Base.metadata.create_all(eng)
     sessions = session_factory(eng)
     session = sessions()
+    batch: list[tuple[DecodedLog, int]] = []
     for n, i in enumerate(indexes):
         ev = SCENARIO[i]
-        apply_event(session, ev, timestamp_of(ev.block_number))
+        batch.append((ev, timestamp_of(ev.block_number)))
+        if cuts is None or n in cuts or n == len(indexes) - 1:
+            if len(batch) == 1:
+                apply_event(session, *batch[0])
+            else:
+                apply_events(session, batch)
+            batch = []
         if commits and n in commits:
             session.commit()
+    assert not batch
     session.commit()
     session.close()
     with sessions() as s:
@@ -687,11 +713,20 @@ def _dump_after(indexes: list[int], commits: set[int] | None = None) -> dict[str
     return dump
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(replays())
-def test_duplicate_reapplications_do_not_change_the_index(case: tuple[list[int], list[int], list[int]]) -> None:
-    subset, order, commits = case
-    assert _dump_after(order, set(commits)) == _dump_after(subset)
+def test_duplicate_reapplications_do_not_change_the_index(
+    case: tuple[list[int], list[int], list[int], list[int]],
+) -> None:
+    subset, order, commits, cuts = case
+    assert _dump_after(order, set(commits), set(cuts)) == _dump_after(subset)
+
+
+def test_apply_events_counts_new_events_only(session: Session) -> None:
+    evs = [(ev, timestamp_of(ev.block_number)) for ev in SCENARIO]
+    assert apply_events(session, evs[:5] + evs[:2]) == 5
+    assert apply_events(session, evs) == len(evs) - 5
+    assert apply_events(session, evs) == 0
 
 
 def test_scenario_full_replay_shape() -> None:

@@ -82,7 +82,7 @@ def upgrade() -> None:
     """Create every table of the index (empty)."""
     op.create_table(
         "blocks",
-        sa.Column("number", sa.BigInteger(), nullable=False),
+        sa.Column("number", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("hash", sa.String(HASH), nullable=False),
         sa.Column("timestamp", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("number", name=op.f("pk_blocks")),
