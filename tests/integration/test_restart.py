@@ -35,12 +35,12 @@ def _wait_for_load(api: str, proc: subprocess.Popen[str], timeout_s: float = 120
 
 
 def _up(home: Path, port: int, anvil_port: int) -> subprocess.Popen[str]:
-    env = {**os.environ, "DIRCHAIN_HOME": str(home), "DIRCHAIN_PORT": str(port),
-           "DIRCHAIN_ANVIL_PORT": str(anvil_port)}
+    env = {**os.environ, "DIRCHAIN_HOME": str(home), "DIRCHAIN_PORT": str(port), "DIRCHAIN_ANVIL_PORT": str(anvil_port)}
     env.pop("DIRCHAIN_RPC_URL", None)
     env.pop("DIRCHAIN_DATABASE_URL", None)
-    return subprocess.Popen([*DIRCHAIN, "up", "--demo"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    return subprocess.Popen(
+        [*DIRCHAIN, "up", "--demo"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def _interrupt(proc: subprocess.Popen[str]) -> str:
@@ -57,9 +57,14 @@ def test_up_demo_twice_keeps_every_record_once(tmp_path: Path) -> None:
         first = _wait_for_load(api, proc)
         catalogs = httpx.get(f"{api}/catalogs", params={"limit": 500}).json()["items"]
         systems = httpx.get(f"{api}/systems", params={"limit": 500}).json()["items"]
+        status = subprocess.run([*DIRCHAIN, "status", "--api", api], capture_output=True, text=True, timeout=60)
     finally:
         out = _interrupt(proc)
     assert "load summary" in out
+    assert status.returncode == 0, status.stderr
+    lines = {" ".join(line.replace("│", " ").split()) for line in status.stdout.splitlines()}
+    assert f"head {first['head']}" in lines and f"cursor {first['cursor']}" in lines
+    assert "count: catalogs 22" in lines and "count: systems 69" in lines and "count: departments 28" in lines
     assert len(catalogs) == 22 and len(systems) == 69
 
     proc = _up(tmp_path, port, anvil_port)
@@ -86,8 +91,11 @@ def test_restart_resumes_from_the_cursor_and_reindex_reproduces_rows(tmp_path: P
 
     settings = make_settings(tmp_path, None)
     with running_service(settings) as (_, client):
-        assert DirectoryLoader("http://testserver", Keystore(tmp_path / "keys"), http=client).load(
-            read_directory(SEED_FILE)).ok
+        assert (
+            DirectoryLoader("http://testserver", Keystore(tmp_path / "keys"), http=client)
+            .load(read_directory(SEED_FILE))
+            .ok
+        )
         cursor_before = client.get("/health").json()["cursor"]
     with make_engine(settings.database_url).connect() as conn:
         before = dump_index(session_factory(conn.engine)())
