@@ -28,6 +28,9 @@ METHOD_OF = {
     "Account": "setAccounts",
     "Catalog": "submitCatalogs",
     "System": "submitSystems",
+    "SharingRequest": "requestSharing",
+    "SharingDecision": "decideSharing",
+    "SharingRevocation": "revokeSharing",
 }
 
 #: ``IDirectory.RecordKind`` values.
@@ -36,6 +39,8 @@ KIND_CATALOG, KIND_SYSTEM = 0, 1
 ACTIONS = {"register": 1, "update": 2, "retire": 3}
 #: ``IDirectory.AccountRole`` values.
 ROLES = {"administrator": 1, "department": 2}
+#: ``IDirectorySharing.SharingStatus`` values.
+SHARING_STATUS = ("none", "requested", "granted", "rejected", "refused", "revoked", "expired")
 
 ZERO32 = b"\x00" * 32
 
@@ -53,11 +58,19 @@ def to_struct(primary: str, message: dict[str, Any], signature: bytes, record: b
     if primary == "Account":
         return (m["role"], m["scope"], m["account"], m["active"], m["nonce"], m["deadline"], signature)
     if primary in ("Catalog", "System"):
-        source = m.get("sourceSystem", ZERO32)
         return (
-            m["action"], m["code"], m["jurisdiction"], m["department"], m["version"], source, record,
+            m["action"], m["code"], m["jurisdiction"], m["department"], m["version"], m.get("sourceSystem", ZERO32),
+            m.get("shareType", 0), m.get("itemCount", 0), record, m["nonce"], m["deadline"], signature,
+        )
+    if primary == "SharingRequest":
+        return (
+            m["catalog"], m["version"], m["requester"], m["items"], m["purpose"], m["basis"], m["start"], m["end"],
             m["nonce"], m["deadline"], signature,
         )
+    if primary == "SharingDecision":
+        return (m["request"], m["approve"], m["reason"], m["nonce"], m["deadline"], signature)
+    if primary == "SharingRevocation":
+        return (m["request"], m["reason"], m["nonce"], m["deadline"], signature)
     raise ValueError(f"expected one of {', '.join(METHOD_OF)}, got {primary!r}")
 
 
@@ -157,8 +170,15 @@ class DirectoryClient:
 
     def record_state(self, kind: int, code: str) -> tuple[bytes, int, int]:
         """(owning department id, latest version, status 0 None/1 Active/2 Retired) of a record."""
-        ((department, version, status),) = self.view("record", kind, code)
+        ((department, version, status, _share_type, _item_count),) = self.view("record", kind, code)
         return department, version, status
+
+    def sharing(self, request_id: bytes) -> dict[str, Any]:
+        """A sharing request / grant: catalogHash, requester, owner, items (bitmask), start, end (unix
+        seconds), version, status (``IDirectorySharing.SharingStatus`` value)."""
+        ((catalog_hash, requester, owner, items, start, end, version, status),) = self.view("sharing", request_id)
+        return {"catalogHash": catalog_hash, "requester": requester, "owner": owner, "items": items,
+                "start": start, "end": end, "version": version, "status": status}
 
     def record_digest(self, kind: int, code: str, version: int) -> bytes:
         """Digest (32 bytes) committed for a version; zero if none."""

@@ -21,7 +21,16 @@ from chain.errors import SignatureError
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 #: Primary type names in the order ``Directory.eip712Types()`` returns them.
-PRIMARY_TYPES = ("Jurisdiction", "Department", "Account", "Catalog", "System")
+PRIMARY_TYPES = (
+    "Jurisdiction",
+    "Department",
+    "Account",
+    "Catalog",
+    "System",
+    "SharingRequest",
+    "SharingDecision",
+    "SharingRevocation",
+)
 
 EIP712_DOMAIN_TYPE = [
     {"name": "name", "type": "string"},

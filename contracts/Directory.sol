@@ -5,6 +5,7 @@ import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {IDirectory} from "./interfaces/IDirectory.sol";
+import {IDirectorySharing} from "./interfaces/IDirectorySharing.sol";
 import {DirectoryTypes} from "./libraries/DirectoryTypes.sol";
 
 /// @title Directory — one directory of the directory chain (目录链): jurisdictions, departments,
@@ -17,7 +18,7 @@ import {DirectoryTypes} from "./libraries/DirectoryTypes.sol";
 ///      per-jurisdiction administrators (also administer the jurisdiction's descendants), department
 ///      signing keys bound to (jurisdiction, department), RELAYER_ROLE (submits transactions, pays gas).
 ///      Nonces are unordered (a bitmap per signer), so submissions signed concurrently can land in any order.
-contract Directory is IDirectory, AccessControl, EIP712 {
+contract Directory is IDirectory, IDirectorySharing, AccessControl, EIP712 {
     /// @notice Role allowed to submit signed batches (the service account that pays gas).
     bytes32 public constant RELAYER_ROLE = keccak256("RELAYER_ROLE");
 
@@ -38,7 +39,26 @@ contract Directory is IDirectory, AccessControl, EIP712 {
         bytes32 department; // owning department id
         uint32 version; // latest version, 0 if never registered
         RecordStatus status;
+        uint8 shareType; // catalogs: share type of the latest version (1 unconditional, 2 conditional, 3 not_shared)
+        uint16 itemCount; // catalogs: data items of the latest version
     }
+
+    /// @notice A sharing request and, once granted, its grant.
+    struct SharingState {
+        bytes32 catalogHash; // keccak256(catalog code)
+        bytes32 requester; // requesting department id
+        bytes32 owner; // owning department id at request time
+        uint256 items; // bitmask over the catalog version's data items
+        uint64 start; // unix seconds
+        uint64 end; // unix seconds (exclusive)
+        uint32 version; // catalog version requested
+        SharingStatus status;
+    }
+
+    /// @dev Share type codes in RecordSubmission.shareType.
+    uint8 private constant SHARE_UNCONDITIONAL = 1;
+    uint8 private constant SHARE_CONDITIONAL = 2;
+    uint8 private constant SHARE_NOT_SHARED = 3;
 
     mapping(bytes32 id => JurisdictionState) private _jurisdictions;
     mapping(bytes32 jurisdiction => mapping(address account => bool)) private _administrators;
@@ -47,6 +67,7 @@ contract Directory is IDirectory, AccessControl, EIP712 {
     mapping(RecordKind => mapping(bytes32 codeHash => RecordState)) private _records;
     mapping(RecordKind => mapping(bytes32 codeHash => mapping(uint32 version => bytes32 digest))) private _digests;
     mapping(address signer => mapping(uint256 word => uint256 bits)) private _nonceBitmap;
+    mapping(bytes32 id => SharingState) private _sharing;
 
     /// @param administrator receives DEFAULT_ADMIN_ROLE (administers every jurisdiction)
     /// @param relayer receives RELAYER_ROLE (may submit signed batches)
@@ -150,6 +171,86 @@ contract Directory is IDirectory, AccessControl, EIP712 {
         _submitRecords(RecordKind.System, batch);
     }
 
+    // ================================================================ sharing (RELAYER_ROLE)
+
+    /// @notice Records sharing requests, each signed by a key of the requesting department, and applies
+    ///         the catalog's share type: unconditional → Granted, conditional → Requested, not_shared → Refused.
+    /// @dev Reverts, besides the signature checks: DepartmentAccountNotBound (signer not a key of `requester`),
+    ///      RecordStatusInvalid (catalog not active), SharingVersionStale, SharingItemsUnknown,
+    ///      SharingSelfRequest, SharingPeriodInvalid. Emits SharingRequested, then SharingStatusChanged
+    ///      for the automatic grant or refusal. Request id = keccak256(abi.encode(signer, nonce)).
+    function requestSharing(SharingRequestSubmission[] calldata batch) external onlyRole(RELAYER_ROLE) {
+        _requireNonEmpty(batch.length);
+        for (uint256 i; i < batch.length; ++i) {
+            SharingRequestSubmission calldata s = batch[i];
+            address signer = _authenticate(DirectoryTypes.hash(s), s.nonce, s.deadline, s.signature);
+            if (_accountDepartment[signer] != s.requester || s.requester == bytes32(0)) {
+                revert DepartmentAccountNotBound(signer, s.requester);
+            }
+            bytes32 catalogHash = keccak256(bytes(s.catalog));
+            RecordState storage catalog = _records[RecordKind.Catalog][catalogHash];
+            _requireStatus(RecordKind.Catalog, s.catalog, catalog.status, RecordStatus.Active);
+            if (s.version != catalog.version) revert SharingVersionStale(s.catalog, catalog.version, s.version);
+            if (s.items == 0 || (catalog.itemCount < 256 && s.items >> catalog.itemCount != 0)) {
+                revert SharingItemsUnknown(s.catalog, s.items, catalog.itemCount);
+            }
+            if (s.requester == catalog.department) revert SharingSelfRequest(s.catalog, s.requester);
+            if (s.start >= s.end || s.end <= block.timestamp) revert SharingPeriodInvalid(s.start, s.end, block.timestamp);
+            bytes32 id = keccak256(abi.encode(signer, s.nonce));
+            _recordRequest(id, catalogHash, catalog, s, signer);
+            if (catalog.shareType == SHARE_UNCONDITIONAL) {
+                _setSharingStatus(id, SharingStatus.Granted, "unconditional", address(0), 0, 0, "");
+            } else if (catalog.shareType == SHARE_NOT_SHARED) {
+                _setSharingStatus(id, SharingStatus.Refused, "not_shared", address(0), 0, 0, "");
+            }
+        }
+    }
+
+    /// @notice Approves or rejects conditional requests, each signed by a key of the owning department.
+    /// @dev Reverts SharingStatusInvalid (not Requested), SharingPeriodOver (the period ended),
+    ///      SharingNotOwner, plus the signature checks. Emits SharingStatusChanged (→ Granted or Rejected).
+    function decideSharing(SharingDecisionSubmission[] calldata batch) external onlyRole(RELAYER_ROLE) {
+        _requireNonEmpty(batch.length);
+        for (uint256 i; i < batch.length; ++i) {
+            SharingDecisionSubmission calldata s = batch[i];
+            address signer = _authenticate(DirectoryTypes.hash(s), s.nonce, s.deadline, s.signature);
+            SharingState storage r = _sharing[s.request];
+            _requireSharingStatus(s.request, r.status, SharingStatus.Requested);
+            if (block.timestamp >= r.end) revert SharingPeriodOver(s.request, r.end, block.timestamp);
+            if (_accountDepartment[signer] != r.owner) revert SharingNotOwner(s.request, r.owner, signer);
+            SharingStatus to = s.approve ? SharingStatus.Granted : SharingStatus.Rejected;
+            _setSharingStatus(s.request, to, s.reason, signer, s.nonce, s.deadline, s.signature);
+        }
+    }
+
+    /// @notice Revokes grants, each signed by a key of the owning department, before their period ends.
+    /// @dev Reverts SharingStatusInvalid (not Granted), SharingPeriodOver (already expired), SharingNotOwner
+    ///      (e.g. the requester), plus the signature checks. Emits SharingStatusChanged (→ Revoked).
+    function revokeSharing(SharingRevocationSubmission[] calldata batch) external onlyRole(RELAYER_ROLE) {
+        _requireNonEmpty(batch.length);
+        for (uint256 i; i < batch.length; ++i) {
+            SharingRevocationSubmission calldata s = batch[i];
+            address signer = _authenticate(DirectoryTypes.hash(s), s.nonce, s.deadline, s.signature);
+            SharingState storage r = _sharing[s.request];
+            _requireSharingStatus(s.request, r.status, SharingStatus.Granted);
+            if (block.timestamp >= r.end) revert SharingPeriodOver(s.request, r.end, block.timestamp);
+            if (_accountDepartment[signer] != r.owner) revert SharingNotOwner(s.request, r.owner, signer);
+            _setSharingStatus(s.request, SharingStatus.Revoked, s.reason, signer, s.nonce, s.deadline, s.signature);
+        }
+    }
+
+    /// @notice Marks grants whose period has ended as Expired (no signature: the clock decides).
+    /// @dev Reverts SharingStatusInvalid (not Granted) or SharingPeriodNotOver. Emits SharingStatusChanged.
+    function expireSharing(bytes32[] calldata ids) external onlyRole(RELAYER_ROLE) {
+        _requireNonEmpty(ids.length);
+        for (uint256 i; i < ids.length; ++i) {
+            SharingState storage r = _sharing[ids[i]];
+            _requireSharingStatus(ids[i], r.status, SharingStatus.Granted);
+            if (block.timestamp < r.end) revert SharingPeriodNotOver(ids[i], r.end, block.timestamp);
+            _setSharingStatus(ids[i], SharingStatus.Expired, "period ended", address(0), 0, 0, "");
+        }
+    }
+
     // ================================================================ views
 
     /// @notice Parent and tier of a jurisdiction (tier None if unknown).
@@ -188,16 +289,25 @@ contract Directory is IDirectory, AccessControl, EIP712 {
         return _nonceBitmap[signer][nonce >> 8] & (uint256(1) << (nonce & 0xff)) != 0;
     }
 
-    /// @notice The EIP-712 type strings of the five submission types, in the order
-    ///         Jurisdiction, Department, Account, Catalog, System. Off-chain signers read them from here.
-    function eip712Types() external pure returns (string[5] memory) {
+    /// @notice The EIP-712 type strings of the eight submission types, in the order Jurisdiction,
+    ///         Department, Account, Catalog, System, SharingRequest, SharingDecision, SharingRevocation.
+    ///         Off-chain signers read them from here.
+    function eip712Types() external pure returns (string[8] memory) {
         return [
             DirectoryTypes.JURISDICTION_TYPE,
             DirectoryTypes.DEPARTMENT_TYPE,
             DirectoryTypes.ACCOUNT_TYPE,
             DirectoryTypes.CATALOG_TYPE,
-            DirectoryTypes.SYSTEM_TYPE
+            DirectoryTypes.SYSTEM_TYPE,
+            DirectoryTypes.SHARING_REQUEST_TYPE,
+            DirectoryTypes.SHARING_DECISION_TYPE,
+            DirectoryTypes.SHARING_REVOCATION_TYPE
         ];
+    }
+
+    /// @notice A sharing request / grant by id (status None if unknown).
+    function sharing(bytes32 id) external view returns (SharingState memory) {
+        return _sharing[id];
     }
 
     // ================================================================ internal: checks
@@ -245,6 +355,11 @@ contract Directory is IDirectory, AccessControl, EIP712 {
         if (current != expected) revert RecordStatusInvalid(kind, code, current, expected);
     }
 
+    /// @dev The one validator of the sharing state machine: reverts with the current and the expected status.
+    function _requireSharingStatus(bytes32 id, SharingStatus current, SharingStatus expected) private pure {
+        if (current != expected) revert SharingStatusInvalid(id, current, expected);
+    }
+
     // ================================================================ internal: records
 
     function _submitRecords(RecordKind kind, RecordSubmission[] calldata batch) private {
@@ -267,12 +382,7 @@ contract Directory is IDirectory, AccessControl, EIP712 {
                 revert RecordActionUnknown(s.action);
             }
             if (s.version != state.version + 1) revert RecordVersionMismatch(kind, s.code, state.version + 1, s.version);
-            if (
-                retire == (s.record.length != 0)
-                    || ((retire || kind == RecordKind.System) && s.sourceSystem != bytes32(0))
-            ) {
-                revert RecordContentInvalid(kind, s.code);
-            }
+            _requireContent(kind, s, retire);
             if (kind == RecordKind.Catalog && s.sourceSystem != bytes32(0)) {
                 if (_records[RecordKind.System][s.sourceSystem].status != RecordStatus.Active) {
                     revert CatalogSourceSystemUnknown(s.code, s.sourceSystem);
@@ -284,6 +394,19 @@ contract Directory is IDirectory, AccessControl, EIP712 {
                 _recordVersion(kind, codeHash, state, s, digest, signer);
             }
         }
+    }
+
+    /// @dev Register/update carry a record (a catalog also a share type 1–3 and at least one item);
+    ///      retirements and systems carry no source system, share type or item count.
+    function _requireContent(RecordKind kind, RecordSubmission calldata s, bool retire) private pure {
+        bool catalogVersion = kind == RecordKind.Catalog && !retire;
+        bool ok = retire == (s.record.length == 0);
+        if (catalogVersion) {
+            ok = ok && s.shareType >= SHARE_UNCONDITIONAL && s.shareType <= SHARE_NOT_SHARED && s.itemCount != 0;
+        } else {
+            ok = ok && s.sourceSystem == bytes32(0) && s.shareType == 0 && s.itemCount == 0;
+        }
+        if (!ok) revert RecordContentInvalid(kind, s.code);
     }
 
     /// @dev The signer must be a bound key of the submission's department, in the submission's jurisdiction.
@@ -342,6 +465,8 @@ contract Directory is IDirectory, AccessControl, EIP712 {
         state.department = s.department;
         state.version = s.version;
         state.status = RecordStatus.Active;
+        state.shareType = s.shareType;
+        state.itemCount = s.itemCount;
         _digests[kind][codeHash][s.version] = digest;
         if (kind == RecordKind.Catalog) {
             emit CatalogVersionRecorded(
@@ -352,6 +477,8 @@ contract Directory is IDirectory, AccessControl, EIP712 {
                 s.version,
                 digest,
                 s.sourceSystem,
+                s.shareType,
+                s.itemCount,
                 signer,
                 s.nonce,
                 s.deadline,
@@ -393,5 +520,56 @@ contract Directory is IDirectory, AccessControl, EIP712 {
                 codeHash, s.jurisdiction, s.department, s.code, s.version, signer, s.nonce, s.deadline, s.signature
             );
         }
+    }
+
+    function _recordRequest(
+        bytes32 id,
+        bytes32 catalogHash,
+        RecordState storage catalog,
+        SharingRequestSubmission calldata s,
+        address signer
+    ) private {
+        _sharing[id] = SharingState({
+            catalogHash: catalogHash,
+            requester: s.requester,
+            owner: catalog.department,
+            items: s.items,
+            start: s.start,
+            end: s.end,
+            version: s.version,
+            status: SharingStatus.Requested
+        });
+        emit SharingRequested(
+            id,
+            catalogHash,
+            s.requester,
+            s.catalog,
+            s.version,
+            catalog.department,
+            s.items,
+            s.start,
+            s.end,
+            s.purpose,
+            s.basis,
+            signer,
+            s.nonce,
+            s.deadline,
+            s.signature
+        );
+    }
+
+    function _setSharingStatus(
+        bytes32 id,
+        SharingStatus to,
+        string memory reason,
+        address signer,
+        uint256 nonce,
+        uint256 deadline,
+        bytes memory signature
+    ) private {
+        SharingState storage r = _sharing[id];
+        SharingStatus from = r.status;
+        r.status = to;
+        emit SharingStatusChanged(id, r.catalogHash, from, to, reason, signer, nonce, deadline, signature);
     }
 }

@@ -14,11 +14,13 @@ from typing import Any, Literal
 from eth_utils import keccak
 
 from registry.canonical import canonical_bytes, code_id
-from registry.models import CatalogRecord, Department, Jurisdiction, SystemRecord
+from registry.models import CatalogRecord, Department, Jurisdiction, ShareType, SystemRecord
 
 ZERO32 = b"\x00" * 32
 ACTIONS = {"register": 1, "update": 2, "retire": 3}
 ROLES = {"administrator": 1, "department": 2}
+#: ``RecordSubmission.shareType`` codes.
+SHARE_TYPES = {ShareType.UNCONDITIONAL: 1, ShareType.CONDITIONAL: 2, ShareType.NOT_SHARED: 3}
 
 Action = Literal["register", "update", "retire"]
 
@@ -89,6 +91,8 @@ def record_message(
             "department": code_id(record.provider_code),
             "version": version,
             "sourceSystem": code_id(record.source_system) if record.source_system else ZERO32,
+            "shareType": SHARE_TYPES[record.share_type],
+            "itemCount": len(record.data_items),
             "digest": keccak(body),
             "nonce": nonce,
             "deadline": deadline,
@@ -125,6 +129,72 @@ def retire_message(
         "version": version,
     }
     if kind == "catalog":
-        message["sourceSystem"] = ZERO32
+        message.update({"sourceSystem": ZERO32, "shareType": 0, "itemCount": 0})
     message.update({"digest": ZERO32, "nonce": nonce, "deadline": deadline})
     return Message("Catalog" if kind == "catalog" else "System", message)
+
+
+def items_mask(catalog: CatalogRecord, items: list[str]) -> int:
+    """Bitmask of ``items`` (data item names) over the catalog's ``data_items`` order (bit i = item i).
+
+    Raises ValueError naming an item the catalog does not have, or for an empty list.
+    """
+    index = {item.name: i for i, item in enumerate(catalog.data_items)}
+    unknown = [name for name in items if name not in index]
+    if unknown or not items:
+        given = ", ".join(unknown) or "none"
+        raise ValueError(f"expected data items of {catalog.code} ({', '.join(index)}), got {given}")
+    mask = 0
+    for name in items:
+        mask |= 1 << index[name]
+    return mask
+
+
+def sharing_request_message(
+    catalog: str,
+    version: int,
+    requester: str,
+    items: int,
+    purpose: str,
+    basis: str,
+    start: int,
+    end: int,
+    nonce: int,
+    deadline: int,
+) -> Message:
+    """``SharingRequest`` of department ``requester`` (code) for ``items`` (bitmask, see :func:`items_mask`)
+    of ``catalog`` at ``version``, for ``start`` ≤ t < ``end`` (unix seconds)."""
+    return Message(
+        "SharingRequest",
+        {
+            "catalog": catalog,
+            "version": version,
+            "requester": code_id(requester),
+            "items": items,
+            "purpose": purpose,
+            "basis": basis,
+            "start": start,
+            "end": end,
+            "nonce": nonce,
+            "deadline": deadline,
+        },
+    )
+
+
+def sharing_decision_message(request: bytes, approve: bool, reason: str, nonce: int, deadline: int) -> Message:
+    """``SharingDecision`` of the owning department on request id ``request`` (32 bytes)."""
+    return Message(
+        "SharingDecision",
+        {"request": request, "approve": approve, "reason": reason, "nonce": nonce, "deadline": deadline},
+    )
+
+
+def sharing_revocation_message(request: bytes, reason: str, nonce: int, deadline: int) -> Message:
+    """``SharingRevocation`` of the owning department on grant ``request`` (32 bytes)."""
+    return Message("SharingRevocation", {"request": request, "reason": reason, "nonce": nonce, "deadline": deadline})
+
+
+def sharing_request_id(signer: str, nonce: int) -> bytes:
+    """On-chain id of a sharing request: keccak256(abi.encode(signer address, nonce))."""
+    return keccak(bytes.fromhex(signer[2:].rjust(64, "0")) + nonce.to_bytes(32, "big"))
+

@@ -82,7 +82,9 @@ interface IDirectory {
 
     /// @notice A catalog or system version signed by the owning department.
     /// @dev `record` is the RFC 8785 canonical JSON of the record; the contract commits keccak256(record)
-    ///      as the version digest. Retire carries an empty record and signs a zero digest.
+    ///      as the version digest. Retire carries an empty record and signs a zero digest. `shareType` and
+    ///      `itemCount` restate what the record says, so sharing rules can be enforced on chain; the indexer
+    ///      marks a version whose record disagrees with them invalid.
     ///      `sourceSystem` is keccak256 of the producing system's code (zero if none); systems leave it zero.
     struct RecordSubmission {
         RecordAction action;
@@ -91,6 +93,8 @@ interface IDirectory {
         bytes32 department;
         uint32 version;
         bytes32 sourceSystem;
+        uint8 shareType; // catalogs: 1 unconditional, 2 conditional, 3 not_shared; systems and retirements: 0
+        uint16 itemCount; // catalogs: number of data items (信息项) in the record; systems and retirements: 0
         bytes record;
         uint256 nonce;
         uint256 deadline;
@@ -136,6 +140,8 @@ interface IDirectory {
         uint32 version,
         bytes32 digest,
         bytes32 sourceSystem,
+        uint8 shareType,
+        uint16 itemCount,
         address signer,
         uint256 nonce,
         uint256 deadline,
@@ -223,8 +229,8 @@ interface IDirectory {
     error RecordVersionMismatch(RecordKind kind, string code, uint32 expected, uint32 got);
     /// @notice The record belongs to department `owner`; the submission names another one.
     error RecordNotOwner(RecordKind kind, string code, bytes32 owner, bytes32 department);
-    /// @notice Register/update with an empty record; retire with a non-empty record or a source system;
-    ///         a system naming a source system.
+    /// @notice Register/update with an empty record, or a catalog without a share type (1–3) or items;
+    ///         retire with a non-empty record, a source system, share type or items; a system naming any of them.
     error RecordContentInvalid(RecordKind kind, string code);
     /// @notice The action code is not a known `RecordAction`.
     error RecordActionUnknown(RecordAction action);
