@@ -46,6 +46,7 @@ from registry.db import (
     SystemVersionRow,
 )
 from registry.errors import ReorgDetected
+from registry.messages import SHARE_TYPES
 from registry.models import CatalogRecord, SystemRecord
 
 ZERO32 = b"\x00" * 32
@@ -422,6 +423,18 @@ def check_record(
     return parsed, None
 
 
+def _sharing_terms_reason(parsed: Any, args: dict[str, Any]) -> str | None:
+    """Why a catalog version's on-chain ``shareType``/``itemCount`` disagree with its record (None if they agree)."""
+    if parsed is None:
+        return None
+    share_type = SHARE_TYPES[parsed.share_type]
+    if int(args["shareType"]) != share_type:
+        return f"event shareType {args['shareType']} differs from the record's {parsed.share_type.value} ({share_type})"
+    if int(args["itemCount"]) != len(parsed.data_items):
+        return f"event itemCount {args['itemCount']} differs from the record's {len(parsed.data_items)} data items"
+    return None
+
+
 def _directory_names(rows: _Rows, jurisdiction: bytes, department: bytes) -> tuple[str | None, ...]:
     """(jurisdiction code, tier, department code) of the event's ids, None where not indexed."""
     j = rows.get(JurisdictionRow, hex32(jurisdiction))
@@ -507,7 +520,7 @@ def _catalog_version(rows: _Rows, ev: DecodedLog, timestamp: int) -> None:
         owner_field="provider_code",
         source_system=a["sourceSystem"],
     )
-    reason = _digest_reason(raw, a["digest"]) or reason
+    reason = _digest_reason(raw, a["digest"]) or reason or _sharing_terms_reason(parsed, a)
     row = _catalog_row(rows, ev, timestamp, "active")
     row.latest_digest = hex32(a["digest"])
     if reason is None:

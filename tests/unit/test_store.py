@@ -23,6 +23,7 @@ from registry import queries
 from registry.canonical import canonical_bytes, code_id
 from registry.db import Base, CatalogRow, Cursor, make_engine, migrate, session_factory
 from registry.errors import ReorgDetected
+from registry.messages import SHARE_TYPES
 from registry.models import CatalogRecord, SystemRecord
 from registry.store import apply_event, apply_events, args_json
 
@@ -183,7 +184,17 @@ def record_event(
     }
     if kind == "Catalog":
         args["sourceSystem"] = source
+        args["shareType"], args["itemCount"] = _sharing_terms(raw)
     return c.log(f"{kind}VersionRecorded", args)
+
+
+def _sharing_terms(raw: bytes) -> tuple[int, int]:
+    """(shareType, itemCount) a relayer would put on chain for these record bytes ((1, 1) if not a catalog)."""
+    try:
+        record = CatalogRecord.model_validate_json(raw)
+    except ValueError:
+        return 1, 1
+    return SHARE_TYPES[record.share_type], len(record.data_items)
 
 
 def retire_event(
@@ -523,6 +534,27 @@ def test_digest_that_does_not_match_the_bytes_is_invalid(session: Session) -> No
     detail = queries.get_catalog(session, good.code)
     assert detail is not None and not detail.versions[0].valid
     assert "digest" in (detail.versions[0].invalid_reason or "") and detail.catalog.record is None
+
+
+@pytest.mark.parametrize(
+    "field, value, said",
+    [("shareType", 1, "shareType 1 differs"), ("shareType", 3, "shareType 3 differs"), ("itemCount", 7, "itemCount 7")],
+)
+def test_sharing_terms_that_disagree_with_the_record_are_invalid(
+    session: Session, field: str, value: int, said: str
+) -> None:
+    """The contract enforces sharing with the event's shareType/itemCount: they must restate the record."""
+    c = Chain()
+    apply_all(session, world_events(c))
+    c.next_block()
+    good = catalog()  # conditional, two data items
+    ev = record_event(c, "Catalog", good.code, 1, canonical_bytes(good))
+    assert (ev.args["shareType"], ev.args["itemCount"]) == (2, len(good.data_items))
+    ev.args[field] = value
+    apply_all(session, [ev])
+    detail = queries.get_catalog(session, good.code)
+    assert detail is not None and not detail.versions[0].valid
+    assert said in (detail.versions[0].invalid_reason or ""), detail.versions[0].invalid_reason
 
 
 # ---------------------------------------------------------------------------------------- queries
