@@ -59,6 +59,8 @@ contract Directory is IDirectory, IDirectorySharing, AccessControl, EIP712 {
     uint8 private constant SHARE_UNCONDITIONAL = 1;
     uint8 private constant SHARE_CONDITIONAL = 2;
     uint8 private constant SHARE_NOT_SHARED = 3;
+    /// @dev Most data items a catalog may have: a sharing request names items with a 256-bit mask.
+    uint16 private constant MAX_ITEMS = 256;
 
     mapping(bytes32 id => JurisdictionState) private _jurisdictions;
     mapping(bytes32 jurisdiction => mapping(address account => bool)) private _administrators;
@@ -208,7 +210,8 @@ contract Directory is IDirectory, IDirectorySharing, AccessControl, EIP712 {
 
     /// @notice Approves or rejects conditional requests, each signed by a key of the owning department.
     /// @dev Reverts SharingStatusInvalid (not Requested), SharingPeriodOver (the period ended),
-    ///      SharingNotOwner, plus the signature checks. Emits SharingStatusChanged (→ Granted or Rejected).
+    ///      SharingNotOwner, SharingCatalogChanged (approval of a catalog retired, updated or made not
+    ///      shared since the request), plus the signature checks. Emits SharingStatusChanged (→ Granted or Rejected).
     function decideSharing(SharingDecisionSubmission[] calldata batch) external onlyRole(RELAYER_ROLE) {
         _requireNonEmpty(batch.length);
         for (uint256 i; i < batch.length; ++i) {
@@ -218,6 +221,7 @@ contract Directory is IDirectory, IDirectorySharing, AccessControl, EIP712 {
             _requireSharingStatus(s.request, r.status, SharingStatus.Requested);
             if (block.timestamp >= r.end) revert SharingPeriodOver(s.request, r.end, block.timestamp);
             if (_accountDepartment[signer] != r.owner) revert SharingNotOwner(s.request, r.owner, signer);
+            if (s.approve) _requireCatalogUnchanged(s.request, r);
             SharingStatus to = s.approve ? SharingStatus.Granted : SharingStatus.Rejected;
             _setSharingStatus(s.request, to, s.reason, signer, s.nonce, s.deadline, s.signature);
         }
@@ -355,6 +359,15 @@ contract Directory is IDirectory, IDirectorySharing, AccessControl, EIP712 {
         if (current != expected) revert RecordStatusInvalid(kind, code, current, expected);
     }
 
+    /// @dev An approval needs the catalog still active at the requested version and still shareable.
+    function _requireCatalogUnchanged(bytes32 id, SharingState storage r) private view {
+        RecordState storage catalog = _records[RecordKind.Catalog][r.catalogHash];
+        if (catalog.status != RecordStatus.Active || catalog.version != r.version || catalog.shareType == SHARE_NOT_SHARED)
+        {
+            revert SharingCatalogChanged(id, r.version, catalog.version, catalog.shareType);
+        }
+    }
+
     /// @dev The one validator of the sharing state machine: reverts with the current and the expected status.
     function _requireSharingStatus(bytes32 id, SharingStatus current, SharingStatus expected) private pure {
         if (current != expected) revert SharingStatusInvalid(id, current, expected);
@@ -396,13 +409,14 @@ contract Directory is IDirectory, IDirectorySharing, AccessControl, EIP712 {
         }
     }
 
-    /// @dev Register/update carry a record (a catalog also a share type 1–3 and at least one item);
+    /// @dev Register/update carry a record (a catalog also a share type 1–3 and 1–256 items);
     ///      retirements and systems carry no source system, share type or item count.
     function _requireContent(RecordKind kind, RecordSubmission calldata s, bool retire) private pure {
         bool catalogVersion = kind == RecordKind.Catalog && !retire;
         bool ok = retire == (s.record.length == 0);
         if (catalogVersion) {
-            ok = ok && s.shareType >= SHARE_UNCONDITIONAL && s.shareType <= SHARE_NOT_SHARED && s.itemCount != 0;
+            ok = ok && s.shareType >= SHARE_UNCONDITIONAL && s.shareType <= SHARE_NOT_SHARED && s.itemCount != 0
+                && s.itemCount <= MAX_ITEMS;
         } else {
             ok = ok && s.sourceSystem == bytes32(0) && s.shareType == 0 && s.itemCount == 0;
         }

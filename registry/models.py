@@ -186,7 +186,7 @@ class CatalogRecord(_Strict):
     jurisdiction: Code  # the provider's jurisdiction code
     summary: LongText  # 摘要
     format: ResourceFormat  # 格式
-    data_items: Annotated[list[DataItem], Field(min_length=1, max_length=500)]  # 信息项
+    data_items: Annotated[list[DataItem], Field(min_length=1, max_length=256)]  # 信息项 (≤ 256: the sharing item mask)
     share_type: ShareType  # 共享类型
     share_conditions: LongText | None = None  # 共享条件 (or the basis for not sharing)
     share_method: ShareMethod | None = None  # 共享方式

@@ -229,7 +229,7 @@ interface IDirectory {
     error RecordVersionMismatch(RecordKind kind, string code, uint32 expected, uint32 got);
     /// @notice The record belongs to department `owner`; the submission names another one.
     error RecordNotOwner(RecordKind kind, string code, bytes32 owner, bytes32 department);
-    /// @notice Register/update with an empty record, or a catalog without a share type (1–3) or items;
+    /// @notice Register/update with an empty record, or a catalog without a share type (1–3) or with 0 or > 256 items;
     ///         retire with a non-empty record, a source system, share type or items; a system naming any of them.
     error RecordContentInvalid(RecordKind kind, string code);
     /// @notice The action code is not a known `RecordAction`.

@@ -105,6 +105,9 @@ interface IDirectorySharing {
     error SharingPeriodOver(bytes32 id, uint64 end, uint256 timestamp);
     /// @notice The grant's period has not ended yet (it cannot expire before `end`).
     error SharingPeriodNotOver(bytes32 id, uint64 end, uint256 timestamp);
+    /// @notice The catalog changed since the request: it is no longer active at the requested version, or it
+    ///         is now not shared, so the request cannot be approved (it can still be rejected).
+    error SharingCatalogChanged(bytes32 id, uint32 requested, uint32 current, uint8 shareType);
     /// @notice Only a key of the owning department `owner` may decide or revoke; `signer` is not one.
     error SharingNotOwner(bytes32 id, bytes32 owner, address signer);
 }

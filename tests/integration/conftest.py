@@ -235,12 +235,44 @@ def expect_revert(
     gas) fails with status 0, no log, and the Directory's storage root unchanged. Returns the exception.
     """
     from chain.directory import METHOD_OF
+
+    data = client.encode(METHOD_OF[primary], [structs])
+    return _expect_revert(client, lambda: client.submit(primary, structs), data, error, args)
+
+
+def expect_call_revert(client: DirectoryClient, method: str, call_args: list[Any], error: str, **args: Any) -> Any:
+    """:func:`expect_revert` for a relayer method that takes no submission batch (``expireSharing(ids)``)."""
+    data = client.encode(method, call_args)
+    return _expect_revert(client, lambda: estimate(client, data), data, error, args)
+
+
+def estimate(client: DirectoryClient, data: bytes) -> int:
+    """The relayer's gas estimate of calling the Directory with ``data``; a revert raises it decoded."""
+    from chain.errors import UnknownRevert
+    from chain.rpc import RpcError
+
+    assert client.sender is not None
+    try:
+        return client.sender.estimate_gas(client.address, data)
+    except RpcError as exc:
+        raise (client.codec.decode_revert(exc.data) if exc.data else UnknownRevert(b"", exc.message)) from exc
+
+
+def call_and_wait(client: DirectoryClient, method: str, call_args: list[Any]) -> Any:
+    """Estimate, send and wait for the relayer's call of ``method(call_args)``; returns the receipt."""
+    assert client.sender is not None
+    data = client.encode(method, call_args)
+    gas = estimate(client, data)
+    return client.sender.wait(client.sender.send(client.address, data, gas + gas // 5 + 10_000, label=method))
+
+
+def _expect_revert(client: DirectoryClient, attempt: Any, data: bytes, error: str | None, args: dict[str, Any]) -> Any:
     from chain.errors import ContractRevert, TransactionFailed, UnknownRevert
 
     assert client.sender is not None
     root = storage_root(client)
     with pytest.raises((ContractRevert, UnknownRevert)) as caught:
-        client.submit(primary, structs)
+        attempt()
     exc = caught.value
     if error is None:
         assert isinstance(exc, UnknownRevert) and exc.data == b"", f"expected an empty revert, got {exc}"
@@ -249,7 +281,7 @@ def expect_revert(
         for key, want in args.items():
             got = exc.args_by_name[key]
             assert same_value(got, want), f"{error}.{key}: expected {want!r}, got {got!r}"
-    tx = client.sender.send(client.address, client.encode(METHOD_OF[primary], [structs]), 5_000_000)
+    tx = client.sender.send(client.address, data, 5_000_000)
     with pytest.raises(TransactionFailed):
         client.sender.wait(tx)
     assert client.rpc.call("eth_getTransactionReceipt", [tx])["logs"] == []

@@ -9,6 +9,7 @@ must fail with no log and the Directory's storage root unchanged).
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,12 @@ from registry.messages import (
     jurisdiction_message,
     record_message,
     retire_message,
+    sharing_decision_message,
+    sharing_request_id,
+    sharing_request_message,
+    sharing_revocation_message,
 )
-from registry.models import Department, Jurisdiction, Tier
+from registry.models import DataItem, Department, Jurisdiction, Tier
 from tests.integration.conftest import (
     World,
     assert_event,
@@ -59,7 +64,10 @@ NONE, ACTIVE, RETIRED = 0, 1, 2  # IDirectory.RecordStatus
 XC, XH, DX, YT = "xc_civil", "xc_health", "dx_civil", "yuetan"
 CODES = {"Catalog": "301001/XC0001", "System": "SXC0001"}
 # ABI tuple positions of IDirectory.RecordSubmission
-ACTION, CODE, JURISDICTION, DEPARTMENT, VERSION, SOURCE, RECORD, NONCE, DEADLINE, SIGNATURE = range(10)
+ACTION, CODE, JURISDICTION, DEPARTMENT, VERSION, SOURCE, SHARE, ITEMS, RECORD, NONCE, DEADLINE, SIGNATURE = range(12)
+UNCONDITIONAL, CONDITIONAL, NOT_SHARED = 1, 2, 3  # RecordSubmission.shareType
+#: The members the Catalog type signs and the System type does not (a system must leave them zero).
+CATALOG_ONLY = {"sourceSystem": SOURCE, "shareType": SHARE, "itemCount": ITEMS}
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +136,10 @@ def message_from_event(primary: str, args: dict[str, Any], retired: bool) -> dic
         "version": args["version"],
     }
     if primary == "Catalog":
+        # a retire signs them zero: CatalogRetired does not carry them
         m["sourceSystem"] = ZERO32 if retired else args["sourceSystem"]
+        m["shareType"] = 0 if retired else args["shareType"]
+        m["itemCount"] = 0 if retired else args["itemCount"]
     m.update({"digest": ZERO32 if retired else args["digest"], "nonce": args["nonce"], "deadline": args["deadline"]})
     return m
 
@@ -150,7 +161,7 @@ def check_recorded(world: World, event: Any, msg: Message, struct: tuple[Any, ..
         "record": msg.record,
     }
     if msg.primary == "Catalog":
-        fields["sourceSystem"] = m["sourceSystem"]
+        fields.update({name: m[name] for name in CATALOG_ONLY})
     assert_event(event, f"{msg.primary}VersionRecorded", **fields)
     assert set(event.args) == set(fields)
     assert event.args["digest"] == m["digest"]
@@ -449,15 +460,80 @@ def test_record_bytes_that_do_not_fit_the_action_are_refused(
     assert state(world, primary) == before
 
 
-@pytest.mark.parametrize("action", ["register", "retire"])
-def test_system_naming_a_source_system_is_refused(world: World, action: str) -> None:
-    """Systems have no source system; the System type does not even sign one, so the relayer could set it."""
-    if action == "retire":
+@pytest.mark.parametrize("action", ["register", "update", "retire"])
+@pytest.mark.parametrize(
+    ("member", "value"), [("sourceSystem", code_id("SXC0002")), ("shareType", 1), ("itemCount", 1)]
+)
+def test_system_naming_catalog_only_members_is_refused(world: World, action: str, member: str, value: Any) -> None:
+    """Systems have no source system, share type or items; the System type does not even sign them, so only the
+    relayer could set them — the contract refuses any non-zero one rather than record an unsigned value."""
+    if action != "register":
         steps(world, "System", [("register", 1)])
     msg = message(world, "System", action, 1 if action == "register" else 2)
     struct = list(signed(world, XC, msg))
-    struct[SOURCE] = code_id("SXC0002")
+    struct[CATALOG_ONLY[member]] = value
     expect_revert(world.client, "System", [tuple(struct)], "RecordContentInvalid", kind=KIND_SYSTEM, code="SXC0001")
+
+
+@pytest.mark.parametrize("action", ["register", "update"])
+@pytest.mark.parametrize(
+    "changes",
+    [{"shareType": 0}, {"shareType": 4}, {"shareType": 255}, {"itemCount": 0}, {"shareType": 0, "itemCount": 0}],
+    ids=["share type 0", "share type 4", "share type 255", "no items", "neither"],
+)
+def test_catalog_version_without_a_share_type_or_items_is_refused(
+    world: World, action: str, changes: dict[str, int]
+) -> None:
+    """A catalog version states its share type (1 unconditional, 2 conditional, 3 not_shared) and item count
+    (≥ 1): sharing is enforced on chain from them. Signed as given, so the department itself is refused."""
+    version = 1 if action == "register" else 2
+    if action == "update":
+        steps(world, "Catalog", [("register", 1)])
+    before = world.client.view("record", KIND_CATALOG, CODES["Catalog"])
+    struct = resign(world.client, world.keys[XC], message(world, "Catalog", action, version), **changes)
+    expect_revert(world.client, "Catalog", [struct], "RecordContentInvalid", kind=KIND_CATALOG, code=CODES["Catalog"])
+    assert world.client.view("record", KIND_CATALOG, CODES["Catalog"]) == before
+
+
+@pytest.mark.parametrize(
+    "share_type", [UNCONDITIONAL, CONDITIONAL, NOT_SHARED], ids=["unconditional", "conditional", "not_shared"]
+)
+def test_catalog_versions_carry_share_type_and_item_count_to_event_and_view(world: World, share_type: int) -> None:
+    c, key, code = world.client, world.keys[XC], CODES["Catalog"]
+    name = {UNCONDITIONAL: "unconditional", CONDITIONAL: "conditional", NOT_SHARED: "not_shared"}[share_type]
+    items = [DataItem(name=f"信息项{i}", data_type="string") for i in range(7)]
+    v1 = message(world, "Catalog", "register", 1, share_type=name, data_items=items)
+    assert (v1.message["shareType"], v1.message["itemCount"]) == (share_type, 7)
+    s1 = signed(world, XC, v1)
+    assert (s1[SHARE], s1[ITEMS]) == (share_type, 7)
+    (event,) = decoded_events(c, c.submit_and_wait("Catalog", [s1]))
+    check_recorded(world, event, v1, s1, key)  # every field, shareType and itemCount among them
+    assert (event.args["shareType"], event.args["itemCount"]) == (share_type, 7)
+    ((department, version, status, got_share, got_items),) = c.view("record", KIND_CATALOG, code)
+    assert (department, version, status, got_share, got_items) == (code_id("DXC0001"), 1, ACTIVE, share_type, 7)
+
+    # an update restates both: the view follows the latest version
+    v2 = message(world, "Catalog", "update", 2, share_type="unconditional", data_items=items[:1])
+    s2 = signed(world, XC, v2)
+    (event,) = decoded_events(c, c.submit_and_wait("Catalog", [s2]))
+    check_recorded(world, event, v2, s2, key)
+    assert (event.args["shareType"], event.args["itemCount"]) == (UNCONDITIONAL, 1)
+    assert c.view("record", KIND_CATALOG, code) == ((code_id("DXC0001"), 2, ACTIVE, UNCONDITIONAL, 1),)
+
+
+def test_contract_takes_share_type_and_item_count_as_signed_not_from_the_record(world: World) -> None:
+    """The contract does not parse the record: shareType/itemCount are what the department signed. A version
+    whose record disagrees is accepted here and marked invalid by the indexer (IDirectory.RecordSubmission)."""
+    c = world.client
+    msg = message(world, "Catalog", "register", 1)  # the record says conditional, two items
+    struct = resign(c, world.keys[XC], msg, shareType=UNCONDITIONAL, itemCount=9)
+    (event,) = decoded_events(c, c.submit_and_wait("Catalog", [struct]))
+    assert (event.args["shareType"], event.args["itemCount"], event.args["record"]) == (UNCONDITIONAL, 9, msg.record)
+
+
+def test_system_view_has_no_share_type_or_items(world: World) -> None:
+    steps(world, "System", [("register", 1)])
+    assert world.client.view("record", KIND_SYSTEM, CODES["System"]) == ((code_id("DXC0001"), 1, ACTIVE, 0, 0),)
 
 
 @pytest.mark.parametrize("primary", PRIMARIES)
@@ -565,7 +641,7 @@ def _signed_message_of(struct: tuple[Any, ...], primary: str) -> dict[str, Any]:
         "version": struct[VERSION],
     }
     if primary == "Catalog":
-        m["sourceSystem"] = struct[SOURCE]
+        m.update({name: struct[index] for name, index in CATALOG_ONLY.items()})
     m.update({"digest": ZERO32 if retire else keccak(struct[RECORD]), "nonce": struct[NONCE],
               "deadline": struct[DEADLINE]})  # fmt: skip
     return m
@@ -580,13 +656,16 @@ ALTERATIONS: dict[str, tuple[int, Any]] = {
     "action": (ACTION, lambda w, p, v: 2),
     "deadline": (DEADLINE, lambda w, p, v: v + 1),
     "source system": (SOURCE, lambda w, p, v: code_id("SXC0002")),
+    "share type": (SHARE, lambda w, p, v: UNCONDITIONAL),  # conditional → unconditional: granted at once
+    "item count": (ITEMS, lambda w, p, v: v + 1),
 }  # fmt: skip
+#: Alterations of members the System type does not sign (see test_system_naming_catalog_only_members_is_refused).
+CATALOG_ALTERATIONS = ("source system", "share type", "item count")
 
 
 @pytest.mark.parametrize(
     ("primary", "alteration"),
-    # the System type does not sign sourceSystem: see test_system_naming_a_source_system_is_refused
-    [(p, a) for p in PRIMARIES for a in ALTERATIONS if (p, a) != ("System", "source system")],
+    [(p, a) for p in PRIMARIES for a in ALTERATIONS if p == "Catalog" or a not in CATALOG_ALTERATIONS],
 )
 def test_relayer_altering_a_signed_record_changes_the_signer_and_is_refused(
     world: World, primary: str, alteration: str
@@ -630,27 +709,35 @@ def test_record_signed_for_another_directory_is_refused(world: World, rpc: Rpc) 
     assert_event(event, "CatalogVersionRecorded", signer=key.address)
 
 
-# ================================================================ retire carries no source system
+# ================================================================ retire carries no source system, share type or items
 
 
-def test_catalog_retire_naming_a_source_system_is_refused(world: World) -> None:
-    """CatalogRetired does not carry sourceSystem, so a retire must sign a zero one (re-verifiable from its log)."""
+@pytest.mark.parametrize(
+    "changes",
+    [{"sourceSystem": code_id("SXC0001")}, {"shareType": CONDITIONAL}, {"shareType": 4}, {"itemCount": 2},
+     {"shareType": CONDITIONAL, "itemCount": 2}],
+    ids=["source system", "share type", "share type 4", "items", "share type and items"],
+)  # fmt: skip
+def test_catalog_retire_naming_catalog_only_members_is_refused(world: World, changes: dict[str, Any]) -> None:
+    """CatalogRetired carries none of them, so a retire must sign them zero (re-verifiable from its log)."""
     steps(world, "System", [("register", 1)])
     steps(world, "Catalog", [("register", 1)], source_system="SXC0001")
     retire = message(world, "Catalog", "retire", 2)
-    struct = resign(world.client, world.keys[XC], retire, sourceSystem=code_id("SXC0001"))
+    struct = resign(world.client, world.keys[XC], retire, **changes)  # signed as given: the department's own mistake
     expect_revert(world.client, "Catalog", [struct], "RecordContentInvalid", kind=KIND_CATALOG, code=CODES["Catalog"])
+    assert state(world, "Catalog") == (code_id("DXC0001"), 1, ACTIVE)
 
 
 # ================================================================ EIP-712 encoding
 
 
 def _sol_type_strings() -> list[str]:
-    """The five ``*_TYPE`` string constants of contracts/libraries/DirectoryTypes.sol, in eip712Types() order."""
+    """The eight ``*_TYPE`` string constants of contracts/libraries/DirectoryTypes.sol, in eip712Types() order."""
     text = (ROOT / "contracts" / "libraries" / "DirectoryTypes.sol").read_text()
     found = dict(re.findall(r'string\s+internal\s+constant\s+(\w+)_TYPE\s*=\s*"([^"]*)"\s*;', text))
-    order = ["JURISDICTION", "DEPARTMENT", "ACCOUNT", "CATALOG", "SYSTEM"]
-    assert sorted(found) == sorted(order), f"expected the constants {order}, found {sorted(found)}"
+    # SharingRequest → SHARING_REQUEST
+    order = [re.sub(r"(?<=[a-z])(?=[A-Z])", "_", p).upper() for p in eip712.PRIMARY_TYPES]
+    assert len(order) == 8 and sorted(found) == sorted(order), f"expected the constants {order}, found {sorted(found)}"
     return [found[name] for name in order]
 
 
@@ -661,13 +748,14 @@ def test_eip712_types_of_the_contract_are_those_of_directory_types_sol(world: Wo
     assert list(on_chain) == source
     assert c.types == eip712.parse_types(source)
     assert tuple(c.types) == eip712.PRIMARY_TYPES
+    assert set(METHOD_OF) == set(eip712.PRIMARY_TYPES)
     # each type's members are its submission struct's, with record → digest and without the signature
     for primary, method in METHOD_OF.items():
         (batch,) = next(e["inputs"] for e in c.abi if e.get("type") == "function" and e["name"] == method)
         members = [p["name"] for p in batch["components"] if p["name"] != "signature"]
         members = ["digest" if n == "record" else n for n in members]
         if primary == "System":
-            members.remove("sourceSystem")
+            members = [n for n in members if n not in CATALOG_ONLY]
         assert [m["name"] for m in c.types[primary]] == members, primary
     # ERC-5267: the domain the contract reports is the one the client signs with
     _, name, version, chain_id, verifying, _, _ = c.view("eip712Domain")
@@ -688,7 +776,23 @@ def _message_of(world: World, primary: str) -> tuple[Message, LocalAccount]:
     if primary == "Catalog":
         put(world, XC, message(world, "System", "register", 1))
         return message(world, primary, "register", 1, source_system="SXC0001"), world.keys[XC]
-    return message(world, primary, "register", 1), world.keys[XC]
+    if primary == "System":
+        return message(world, primary, "register", 1), world.keys[XC]
+    # sharing: 大兴区民政局 asks for 西城区民政局's catalog (conditional; unconditional for a revocation)
+    share_type = "unconditional" if primary == "SharingRevocation" else "conditional"
+    put(world, XC, message(world, "Catalog", "register", 1, share_type=share_type))
+    now = int(time.time())
+    request = sharing_request_message(
+        CODES["Catalog"], 1, "DDX0001", 0b11, "低保资格核对", "《社会救助暂行办法》第十一条", now, now + 86400,
+        next_nonce(), deadline(),
+    )  # fmt: skip
+    if primary == "SharingRequest":
+        return request, world.keys[DX]
+    put(world, DX, request)
+    request_id = sharing_request_id(world.keys[DX].address, request.message["nonce"])
+    if primary == "SharingDecision":
+        return sharing_decision_message(request_id, True, "同意", next_nonce(), deadline()), world.keys[XC]
+    return sharing_revocation_message(request_id, "用途已完成", next_nonce(), deadline()), world.keys[XC]
 
 
 @pytest.mark.parametrize("primary", eip712.PRIMARY_TYPES)
