@@ -47,6 +47,16 @@ REVERTS: dict[str, tuple[int, str, str]] = {
     "AccountRoleUnknown": (422, "invalid-role", "Unknown account role"),
     "DirectoryBatchEmpty": (422, "empty-batch", "Nothing to submit"),
     "AccessControlUnauthorizedAccount": (503, "relayer-not-authorised", "The service's relayer lacks RELAYER_ROLE"),
+    # data sharing
+    "SharingNotOwner": (403, "not-owner", "Only a key of the owning department may decide or revoke"),
+    "SharingStatusInvalid": (409, "sharing-state", "The request is not in the state this action needs"),
+    "SharingPeriodOver": (409, "sharing-period-over", "The request's period has ended"),
+    "SharingVersionStale": (409, "version-conflict", "The requested version is not the catalog's current one"),
+    "SharingPeriodNotOver": (409, "sharing-period-not-over", "The grant's period has not ended yet"),
+    "SharingCatalogChanged": (409, "catalog-changed", "The catalog changed since the request; it cannot be approved"),
+    "SharingItemsUnknown": (422, "unknown-items", "The request names data items the catalog version does not have"),
+    "SharingSelfRequest": (422, "self-request", "A department cannot request its own catalog"),
+    "SharingPeriodInvalid": (422, "invalid-period", "The period is empty or already over"),
 }
 
 

@@ -216,3 +216,173 @@ class Health(BaseModel):
     confirmations: int
     pending_submissions: int
     counts: dict[str, int]
+
+
+# ---------------------------------------------------------------------------------------- sharing
+
+Bytes32 = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{64}$", description="0x-hex, 32 bytes")]
+CodeRef = Annotated[str, Field(min_length=1, max_length=64, description="a catalog or department code")]
+UnixSeconds = Annotated[int, Field(ge=0, le=2**64 - 1, description="unix seconds")]
+Reason = Annotated[str, Field(max_length=2000)]
+
+
+class SharingRequestCreate(Envelope):
+    """A sharing request (共享申请) signed by a key of the ``requester`` department (EIP-712 ``SharingRequest``).
+
+    ``items`` are data item *names* of the catalog version; the service turns them into the bitmask the
+    signed message carries (bit i = the version's i-th data item, :func:`registry.messages.items_mask`),
+    so sign with the mask of the same names. The period is ``start`` ≤ t < ``end`` (unix seconds).
+    """
+
+    catalog: CodeRef
+    version: Annotated[int, Field(ge=1, le=2**32 - 1)]
+    requester: CodeRef
+    items: Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(min_length=1, max_length=256)]
+    purpose: Annotated[str, Field(min_length=1, max_length=2000)]
+    basis: Annotated[str, Field(min_length=1, max_length=2000, description="legal basis (依据)")]
+    start: UnixSeconds
+    end: UnixSeconds
+
+
+class SharingDecisionCreate(Envelope):
+    """The owning department's decision on a conditional request (EIP-712 ``SharingDecision``)."""
+
+    approve: bool
+    reason: Reason = ""
+
+
+class SharingRevocationCreate(Envelope):
+    """The owning department's revocation of a grant (EIP-712 ``SharingRevocation``)."""
+
+    reason: Reason = ""
+
+
+class SharingAccepted(BaseModel):
+    """202 answer: the submission is in transaction ``tx_hash``; the request is ``request_id``
+    (keccak256(abi.encode(signer, nonce))) and appears at ``request_url`` once indexed."""
+
+    tx_hash: str
+    signer: str
+    primary_type: str
+    request_id: str
+    items_mask: str | None = None
+    status_url: str
+    request_url: str
+
+
+class SharingTransitionPublic(BaseModel):
+    """One status transition of a request, with its provenance; ``automatic`` when the contract made it
+    (unconditional grant, not-shared refusal, expiry) — then signer is the zero address."""
+
+    from_status: str
+    to_status: str
+    reason: str
+    automatic: bool
+    signer: str
+    nonce: str
+    deadline: str
+    tx_hash: str
+    log_index: int
+    block_number: int
+    block_timestamp: int
+
+
+class SharingRequestPublic(BaseModel):
+    """A sharing request / grant as indexed. Times are block timestamps (unix seconds); null when the
+    step has not happened. ``items_mask`` is a decimal string; ``items`` null if not resolvable."""
+
+    id: str
+    catalog: str
+    catalog_version: int
+    requester: str | None
+    owner: str | None
+    items_mask: str
+    items: list[str] | None
+    purpose: str
+    basis: str
+    start: int
+    end: int
+    status: str
+    requested_at: int
+    granted_at: int | None
+    decided_at: int | None
+    ended_at: int | None
+    reason: str | None
+    signer: str
+    nonce: str
+    deadline: str
+    tx_hash: str
+    log_index: int
+    block_number: int
+
+
+class SharingRequestDetail(SharingRequestPublic):
+    """A request with every status transition, oldest first."""
+
+    transitions: list[SharingTransitionPublic]
+
+
+class GrantHeldPublic(BaseModel):
+    """One active grant of a holder: request id, data items, period (unix seconds), grant time."""
+
+    id: str
+    items: list[str] | None
+    start: int
+    end: int
+    granted_at: int
+    purpose: str
+    basis: str
+
+
+class AccessHolderPublic(BaseModel):
+    """A department holding an active grant, with the data items it may use (union of its grants')."""
+
+    department: str | None
+    name: str | None
+    jurisdiction: str | None
+    items: list[str]
+    grants: list[GrantHeldPublic]
+
+
+class CatalogAccess(BaseModel):
+    """Who may use catalog ``catalog`` at ``at`` (unix seconds; ``at_iso`` the same in UTC)."""
+
+    catalog: str
+    at: int
+    at_iso: str
+    holders: list[AccessHolderPublic]
+
+
+class KpiRatioPublic(BaseModel):
+    """``numerator`` ÷ ``denominator`` (``value``, null if the denominator is 0) against ``target``."""
+
+    value: float | None
+    numerator: int
+    denominator: int
+    target: float
+    met: bool | None
+
+
+class KpiFiguresPublic(BaseModel):
+    """The three sharing KPIs of one scope."""
+
+    unconditional_share_rate: KpiRatioPublic
+    share_demand_satisfaction_rate: KpiRatioPublic
+    open_department_ratio: KpiRatioPublic
+
+
+class JurisdictionKpisPublic(KpiFiguresPublic):
+    """The KPIs of one jurisdiction (catalogs, requests and departments owned by its departments)."""
+
+    code: str
+    name: str
+    tier: str
+
+
+class KpisPublic(BaseModel):
+    """The sharing KPIs overall and per jurisdiction against the 2025 targets (see ``registry.kpis``)."""
+
+    targets: dict[str, float]
+    targets_source: str
+    overall: KpiFiguresPublic
+    jurisdictions: list[JurisdictionKpisPublic]

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class _Item:
     primary: str
-    struct: tuple[Any, ...]
+    struct: Any  # an ABI tuple, or a bytes32 request id for ``Expiry``
     future: Future[str] = field(default_factory=Future)
 
 
@@ -72,8 +72,9 @@ class Batcher:
         self._stop.set()
         self._thread.join(timeout=timeout_s)
 
-    def submit(self, primary: str, struct: tuple[Any, ...]) -> Future[str]:
-        """Queue one signed submission; the future resolves to its transaction hash once sent."""
+    def submit(self, primary: str, struct: Any) -> Future[str]:
+        """Queue one submission — an ABI tuple of a signed message (:func:`chain.directory.to_struct`), or
+        a 32-byte request id for ``Expiry`` — the future resolves to its transaction hash once sent."""
         item = _Item(primary, struct)
         self._queue.put(item)
         return item.future

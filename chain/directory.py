@@ -33,6 +33,17 @@ METHOD_OF = {
     "SharingRevocation": "revokeSharing",
 }
 
+#: Batch methods whose items are not signed messages, by the batch name the batcher groups them under:
+#: ``Expiry`` batches are bare request ids (bytes32) for ``expireSharing`` (no signature: the clock decides).
+UNSIGNED_METHOD_OF = {"Expiry": "expireSharing"}
+
+
+def method_of(primary: str) -> str:
+    """Contract method taking a batch of ``primary`` (an EIP-712 primary type or ``Expiry``).
+
+    Raises KeyError for an unknown name."""
+    return METHOD_OF[primary] if primary in METHOD_OF else UNSIGNED_METHOD_OF[primary]
+
 #: ``IDirectory.RecordKind`` values.
 KIND_CATALOG, KIND_SYSTEM = 0, 1
 #: ``IDirectory.RecordAction`` values.
@@ -138,30 +149,33 @@ class DirectoryClient:
 
     # ------------------------------------------------------------------ submissions
 
-    def simulate(self, primary: str, structs: list[tuple[Any, ...]]) -> None:
-        """``eth_call`` the batch from the relayer at ``latest``; raises ContractRevert if it would revert."""
+    def simulate(self, primary: str, structs: list[Any]) -> None:
+        """``eth_call`` the batch from the relayer at ``latest``; raises ContractRevert if it would revert.
+
+        ``structs``: ABI tuples of signed submissions (see :func:`to_struct`), or request ids (bytes32)
+        for ``Expiry``."""
         frm = self.sender.address if self.sender else None
-        call: dict[str, Any] = {"to": self.address, "data": "0x" + self.encode(METHOD_OF[primary], [structs]).hex()}
+        call: dict[str, Any] = {"to": self.address, "data": "0x" + self.encode(method_of(primary), [structs]).hex()}
         if frm:
             call["from"] = frm
         self._call(call)
 
-    def submit(self, primary: str, structs: list[tuple[Any, ...]]) -> str:
+    def submit(self, primary: str, structs: list[Any]) -> str:
         """Estimate (which simulates) and send one batch transaction; returns its hash.
 
         Raises ContractRevert if the batch would revert; needs a sender.
         """
         if self.sender is None:
             raise ValueError("expected a DirectoryClient with a sender, got a read-only one")
-        data = self.encode(METHOD_OF[primary], [structs])
+        data = self.encode(method_of(primary), [structs])
         try:
             gas = self.sender.estimate_gas(self.address, data)
         except RpcError as exc:
             raise self._revert(exc) from exc
-        label = f"{METHOD_OF[primary]}×{len(structs)}"
+        label = f"{method_of(primary)}×{len(structs)}"
         return self.sender.send(self.address, data, gas + gas // 5 + 10_000, label=label)
 
-    def submit_and_wait(self, primary: str, structs: list[tuple[Any, ...]]) -> Receipt:
+    def submit_and_wait(self, primary: str, structs: list[Any]) -> Receipt:
         """:meth:`submit` then wait for the receipt."""
         assert self.sender is not None
         return self.sender.wait(self.submit(primary, structs))

@@ -1,8 +1,9 @@
 """``dirchain``: the one command-line entry point (Typer).
 
 ``dirchain up [--demo]`` runs chain, contracts, indexer and API in the foreground;
-``dirchain load PATH`` registers a directory file through the API; ``dirchain status`` prints
-chain head, indexer cursor and counts.
+``dirchain load PATH`` registers a directory file (and its sharing requests) through the API;
+``dirchain status`` prints chain head, indexer cursor and counts; ``dirchain kpis`` prints the
+sharing KPIs against the 2025 targets, from the API or from a chain RPC endpoint alone.
 """
 
 from __future__ import annotations
@@ -29,17 +30,26 @@ console = Console()
 
 #: The real input shipped with the project (a copy of shared/data/beijing-seed-directory.json).
 SEED_FILE = PROJECT_ROOT / "data" / "beijing-seed-directory.json"
+#: The seed's sharing requests (every path of the sharing workflow), loaded after the seed.
+SEED_SHARING_FILE = PROJECT_ROOT / "data" / "beijing-seed-sharing.json"
 
 
-def _load(path: Path, api_url: str) -> bool:
-    """Load ``path`` through the API at ``api_url`` with a progress bar; prints the summary; True if all went in."""
+def _load(path: Path, api_url: str, sharing_path: Path | None = None) -> bool:
+    """Load ``path`` and then the sharing requests of ``sharing_path`` (default: the sharing file next to
+    ``path``, see :func:`registry.loader.sharing_file_for`) through the API at ``api_url`` with a
+    progress bar; prints the summary; True if all went in."""
     from registry.keystore import Keystore
-    from registry.loader import DirectoryLoader
+    from registry.loader import DirectoryLoader, read_sharing, sharing_file_for
     from registry.seed import directory_counts, read_directory
 
     s = settings()
     directory = read_directory(path)
-    console.print(f"loading {path.name}: " + ", ".join(f"{v} {k}" for k, v in directory_counts(directory).items()))
+    sharing_path = sharing_path or sharing_file_for(path)
+    sharing = read_sharing(sharing_path) if sharing_path is not None else []
+    counts = [f"{v} {k}" for k, v in directory_counts(directory).items()]
+    if sharing:
+        counts.append(f"{len(sharing)} sharing requests ({sharing_path.name if sharing_path else ''})")
+    console.print(f"loading {path.name}: " + ", ".join(counts))
     with Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as progress:
         tasks: dict[str, TaskID] = {}
@@ -51,7 +61,7 @@ def _load(path: Path, api_url: str) -> bool:
 
         loader = DirectoryLoader(api_url, Keystore(s.home / "keys", s.keystore_password), deadline_s=s.deadline_s,
                                  progress=on_progress)
-        summary = loader.load(directory)
+        summary = loader.load(directory, sharing)
     table = Table("phase", "added", "updated", "unchanged", "failed", title="load summary")
     for phase, p in summary.phases.items():
         table.add_row(phase, str(p.added), str(p.updated), str(p.unchanged), str(len(p.failed)))
@@ -105,10 +115,14 @@ def up(
 def load(
     path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="directory file shaped like the seed")],
     api: Annotated[str | None, typer.Option(help="API base URL (default http://DIRCHAIN_HOST:DIRCHAIN_PORT)")] = None,
+    sharing: Annotated[Path | None, typer.Option(exists=True, dir_okay=False,
+                                                 help="sharing requests file (default: <name>-sharing.json next to "
+                                                      "<name>-directory.json, if any)")] = None,
 ) -> None:
-    """Register a directory file through the API — jurisdictions, departments, keys, systems, catalogs —
-    each record signed by its department's key from the keystore under DIRCHAIN_HOME."""
-    ok = _load(path, api or settings().api_url)
+    """Register a directory file through the API — jurisdictions, departments, keys, systems, catalogs,
+    then its sharing requests — each record signed by its department's key from the keystore under
+    DIRCHAIN_HOME."""
+    ok = _load(path, api or settings().api_url, sharing)
     raise typer.Exit(0 if ok else 1)
 
 
@@ -134,3 +148,70 @@ def status(
     for key, value in health.get("counts", {}).items():
         table.add_row(f"count: {key}", str(value))
     console.print(table)
+
+
+def _percent(ratio: dict[str, object]) -> str:
+    value = ratio.get("value")
+    text = "—" if not isinstance(value, int | float) else f"{value * 100:.1f} %"
+    met = ratio.get("met")
+    mark = "" if met is None else ("[green]met[/green]" if met else "[red]not met[/red]")
+    return f"{text} ({ratio['numerator']}/{ratio['denominator']}) {mark}".strip()
+
+
+@app.command()
+def kpis(
+    api: Annotated[str | None, typer.Option(help="API base URL")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the raw KPI document")] = False,
+    rpc: Annotated[str | None, typer.Option(help="compute from this chain RPC endpoint alone (no API, no database)")]
+    = None,
+    directory: Annotated[str | None, typer.Option(help="with --rpc: the Directory contract address")] = None,
+    from_block: Annotated[int, typer.Option(help="with --rpc: first block to read (the deployment block)")] = 0,
+) -> None:
+    """Print the sharing KPIs — unconditional-share rate, share-demand satisfaction rate, open-department
+    ratio — overall and per jurisdiction, each against its 2025 target (met / not met).
+
+    By default asks a running service (GET /kpis, computed from its index); with --rpc and --directory
+    folds the Directory's logs from the chain itself, as an auditor would."""
+    from registry.kpis import KPI_NAMES
+
+    if rpc is not None:
+        if directory is None:
+            console.print("[red]--rpc needs --directory ADDRESS[/red]")
+            raise typer.Exit(2)
+        from chain.abi import ContractCodec
+        from chain.artifacts import load_artifact
+        from chain.logs import LogFetcher
+        from chain.rpc import Rpc
+        from registry.kpis import kpis_from_chain
+
+        client = Rpc(rpc)
+        try:
+            fetcher = LogFetcher.from_rpc(client, directory)
+            report = kpis_from_chain(fetcher, ContractCodec(load_artifact("Directory").abi), from_block=from_block)
+        finally:
+            client.close()
+        doc = report.as_dict()
+        where = f"chain {rpc}, Directory {directory}"
+    else:
+        url = api or settings().api_url
+        try:
+            reply = httpx.get(f"{url}/kpis", timeout=30)
+            reply.raise_for_status()
+        except httpx.HTTPError as exc:
+            console.print(f"[red]no KPIs from {url}: {exc}[/red]")
+            raise typer.Exit(2) from exc
+        doc = reply.json()
+        where = url
+    if as_json:
+        console.print_json(json.dumps(doc, ensure_ascii=False))
+        return
+    titles = {"unconditional_share_rate": "unconditional share", "share_demand_satisfaction_rate": "demand satisfied",
+              "open_department_ratio": "open departments"}
+    targets = doc["targets"]
+    heads = [f"{titles[n]} (≥ {float(targets[n]) * 100:.0f} %)" for n in KPI_NAMES]
+    table = Table("scope", *heads, title=f"sharing KPIs, 2025 targets ({where})")
+    table.add_row("overall", *(_percent(doc["overall"][n]) for n in KPI_NAMES))
+    for j in doc["jurisdictions"]:
+        table.add_row(f"{j['code']} {j['name']} ({j['tier']})", *(_percent(j[n]) for n in KPI_NAMES))
+    console.print(table)
+    console.print(f"targets: {doc['targets_source']}")

@@ -1,5 +1,6 @@
 """Wiring of the running service: chain (embedded anvil or ``DIRCHAIN_RPC_URL``), contracts, index,
-indexer thread, relay, API. ``dirchain up`` runs :class:`Service` in the foreground."""
+indexer thread, relay, expiry job (:mod:`registry.expiry`), API. ``dirchain up`` runs :class:`Service`
+in the foreground."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from chain.rpc import Rpc
 from chain.sender import TxSender
 from dirchain.settings import Settings
 from registry.db import make_engine, migrate, session_factory
+from registry.expiry import ExpiryJob, latest_block_timestamp
 from registry.indexer import Indexer
 from registry.keystore import Keystore
 
@@ -45,8 +47,10 @@ class Service:
     indexer: Indexer
     batcher: Batcher
     node: AnvilNode | None = None
+    expiry: ExpiryJob | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _indexer_thread: threading.Thread | None = None
+    _expiry_thread: threading.Thread | None = None
 
     def services(self) -> Services:
         """The dependencies the API routes use."""
@@ -65,8 +69,10 @@ class Service:
         return None
 
     def stop(self) -> None:
-        """Stop the indexer and the batcher, then the embedded node (which saves its state)."""
+        """Stop the expiry job, the indexer and the batcher, then the embedded node (which saves its state)."""
         self._stop.set()
+        if self._expiry_thread is not None:
+            self._expiry_thread.join(timeout=10)
         self.batcher.stop()
         if self._indexer_thread is not None:
             self._indexer_thread.join(timeout=10)
@@ -77,7 +83,8 @@ class Service:
 
 def start_service(settings: Settings) -> Service:
     """Start (or connect to) the chain, deploy the Directory unless recorded, migrate the index,
-    start the indexer and the batcher. Raises ChainError / NodeError if the chain cannot be used."""
+    start the indexer, the batcher and the expiry job. Raises ChainError / NodeError if the chain cannot
+    be used."""
     settings.home.mkdir(parents=True, exist_ok=True)
     if not artifact_path("Directory").exists():
         compile_contracts()
@@ -125,4 +132,9 @@ def start_service(settings: Settings) -> Service:
     batcher.start()
     service._indexer_thread = threading.Thread(target=indexer.run, args=(service._stop,), name="indexer", daemon=True)
     service._indexer_thread.start()
+    service.expiry = ExpiryJob(sessions, batcher, lambda: latest_block_timestamp(rpc),
+                               interval_s=settings.expiry_interval_s)
+    service._expiry_thread = threading.Thread(target=service.expiry.run, args=(service._stop,), name="expiry",
+                                              daemon=True)
+    service._expiry_thread.start()
     return service

@@ -16,7 +16,9 @@ class Settings:
     ``database_url``: SQLAlchemy URL of the index. ``rpc_url``: chain endpoint; None runs the
     embedded anvil on ``anvil_port``. ``confirmations``: blocks the indexer stays behind head.
     ``block_time_s``: embedded anvil's block time (None = automine). ``max_body_bytes``: request
-    body limit (bytes). ``keystore_password``: password of the key files.
+    body limit (bytes). ``keystore_password``: password of the key files. ``deadline_s``: validity
+    (seconds) of the signatures the loader makes. ``expiry_interval_s``: seconds between rounds of the
+    job that marks ended grants expired on chain.
     """
 
     home: Path
@@ -30,6 +32,7 @@ class Settings:
     max_body_bytes: int
     keystore_password: str
     deadline_s: int
+    expiry_interval_s: float = 2.0
 
     @property
     def embedded_chain(self) -> bool:
@@ -63,4 +66,5 @@ def settings() -> Settings:
         max_body_bytes=int(env.get("DIRCHAIN_MAX_BODY_BYTES", str(256 * 1024))),
         keystore_password=env.get("DIRCHAIN_KEYSTORE_PASSWORD", ""),
         deadline_s=int(env.get("DIRCHAIN_DEADLINE_S", "3600")),
+        expiry_interval_s=float(env.get("DIRCHAIN_EXPIRY_INTERVAL_S", "2")),
     )

@@ -291,6 +291,80 @@ class SystemVersionRow(Base):
     invalid_reason: Mapped[str | None] = mapped_column(Text)
 
 
+# ---------------------------------------------------------------------------------------- sharing
+
+
+class SharingRequestRow(Base):
+    """A data-sharing request (共享申请) and, once granted, its grant, from ``SharingRequested`` and the
+    ``SharingStatusChanged`` events that follow it.
+
+    ``id`` = keccak256(abi.encode(signer, nonce)) (0x-hex). ``items_mask`` is the requested bitmask over
+    the catalog version's data items (decimal string; bit i = item i); ``items`` the JSON list of those
+    items' names resolved from the indexed record of ``catalog_version`` (null when that version has no
+    valid record in the index). ``start``/``end``: the period asked for, unix seconds, the grant holds
+    for start ≤ t < end. ``status``: ``requested`` / ``granted`` / ``rejected`` / ``refused`` /
+    ``revoked`` / ``expired``. Times are block timestamps (unix seconds): ``requested_at``;
+    ``granted_at`` (null if never granted); ``decided_at`` — when it was granted, rejected or refused
+    (null while undecided); ``ended_at`` — when a grant was revoked or expired. ``reason`` is the latest
+    transition's. ``signer`` … ``block_number`` locate the request's own event.
+    """
+
+    __tablename__ = "sharing_requests"
+
+    id: Mapped[str] = mapped_column(String(HASH), primary_key=True)
+    catalog_code: Mapped[str] = mapped_column(String(64), index=True)
+    catalog_hash: Mapped[str] = mapped_column(String(HASH))
+    catalog_version: Mapped[int] = mapped_column(Integer)
+    requester_id: Mapped[str] = mapped_column(String(HASH))
+    requester_code: Mapped[str | None] = mapped_column(Text, index=True)
+    owner_id: Mapped[str] = mapped_column(String(HASH))
+    owner_code: Mapped[str | None] = mapped_column(Text, index=True)
+    items_mask: Mapped[str] = mapped_column(String(80))
+    items: Mapped[str | None] = mapped_column(Text)
+    purpose: Mapped[str] = mapped_column(Text)
+    basis: Mapped[str] = mapped_column(Text)
+    start: Mapped[int] = mapped_column(BigInteger)
+    end: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    requested_at: Mapped[int] = mapped_column(BigInteger)
+    granted_at: Mapped[int | None] = mapped_column(BigInteger)
+    decided_at: Mapped[int | None] = mapped_column(BigInteger)
+    ended_at: Mapped[int | None] = mapped_column(BigInteger)
+    reason: Mapped[str | None] = mapped_column(Text)
+    signer: Mapped[str] = mapped_column(String(ADDRESS))
+    nonce: Mapped[str] = mapped_column(String(80))
+    deadline: Mapped[str] = mapped_column(String(80))
+    signature: Mapped[str] = mapped_column(Text)
+    tx_hash: Mapped[str] = mapped_column(String(HASH))
+    log_index: Mapped[int] = mapped_column(Integer)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+
+
+class SharingTransitionRow(Base):
+    """One ``SharingStatusChanged`` event: request ``request_id`` moved ``from_status`` → ``to_status``.
+
+    ``signer`` is the zero address, ``nonce``/``deadline`` ``"0"`` and ``signature`` ``"0x"`` for the
+    automatic transitions (unconditional grant, not-shared refusal, expiry), exactly as on chain.
+    ``block_timestamp``: unix seconds. Kept even when the request itself is not indexed (an index that
+    starts mid-chain).
+    """
+
+    __tablename__ = "sharing_transitions"
+
+    tx_hash: Mapped[str] = mapped_column(String(HASH), primary_key=True)
+    log_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(HASH), index=True)
+    from_status: Mapped[str] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    signer: Mapped[str] = mapped_column(String(ADDRESS))
+    nonce: Mapped[str] = mapped_column(String(80))
+    deadline: Mapped[str] = mapped_column(String(80))
+    signature: Mapped[str] = mapped_column(Text)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    block_timestamp: Mapped[int] = mapped_column(BigInteger)
+
+
 # ---------------------------------------------------------------------------------------- engine
 
 

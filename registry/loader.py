@@ -1,29 +1,54 @@
 """Loads a directory file through the public HTTP API, each record signed by its own authority.
 
-Order: jurisdictions (tier by tier), departments, department keys, systems, catalogs — each phase
+Order: jurisdictions (tier by tier), departments, department keys, systems, catalogs, then — when
+sharing requests are given (:func:`read_sharing`) — the ``sharing`` phase: requests, the owners'
+decisions, the owners' revocations, and a wait until each request has reached the status it is
+expected to end in (a short grant until the service's expiry job has marked it expired). Each phase
 waits until its transactions are indexed, because the next one refers to it. Jurisdictions,
-departments and keys are signed by the bureau's ``administrator`` key; each system and catalog by
-its department's key (keystore label = department code). Loading the same file again changes
-nothing: a record whose indexed digest equals its digest is skipped; a changed one is updated.
+departments and keys are signed by the bureau's ``administrator`` key; each system, catalog and
+sharing request by its department's key (keystore label = department code); decisions and
+revocations by the owning department's key.
+
+Loading the same file again changes nothing: a record whose indexed digest equals its digest is
+skipped; a changed one is updated. Sharing requests are deterministic: the nonce of a request is the
+first 8 bytes of keccak256(utf8(requester code | catalog code | purpose)) (big-endian), so its id
+(keccak256(abi.encode(signer, nonce))) is known before sending and an indexed request is skipped; a
+decision or revocation is sent only while the request still awaits it, with a nonce derived likewise
+from the request id.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import httpx
 from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chain import eip712
 from registry.canonical import digest, record_json
 from registry.errors import RegistryError
 from registry.keystore import Keystore
-from registry.messages import Message, account_message, department_message, jurisdiction_message, record_message
+from registry.messages import (
+    Message,
+    account_message,
+    department_message,
+    items_mask,
+    jurisdiction_message,
+    record_message,
+    sharing_decision_message,
+    sharing_request_id,
+    sharing_request_message,
+    sharing_revocation_message,
+)
 from registry.models import CatalogRecord, SystemRecord, Tier
 from registry.seed import Directory
 
@@ -31,7 +56,80 @@ ProgressFn = Callable[[str, int, int], None]
 
 
 class LoadError(RegistryError):
-    """The API could not be used to load the directory (unreachable, or a phase never got indexed)."""
+    """The API could not be used to load the directory (unreachable, or a phase never got indexed), or a
+    sharing file is malformed."""
+
+
+SharingOutcome = Literal["granted", "rejected", "refused", "revoked", "expired"]
+
+
+class _SharingEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SharingDecisionSeed(_SharingEntry):
+    """The owner's decision on a conditional request: ``approve`` and its ``reason``."""
+
+    approve: bool
+    reason: str = ""
+
+
+class SharingRevocationSeed(_SharingEntry):
+    """The owner's revocation of the grant, with its ``reason``."""
+
+    reason: str = ""
+
+
+class SharingSeed(_SharingEntry):
+    """One sharing request of a sharing file, by names: the ``requester`` department and the
+    ``catalog`` (names as in the directory file), the data ``items`` (names), ``purpose``, legal
+    ``basis``, ``period_s`` (seconds from the load; the period starts at the load), the owner's
+    ``decision`` and ``revocation`` if any, and the status it must end in (``expect``)."""
+
+    requester: Annotated[str, Field(min_length=1)]
+    catalog: Annotated[str, Field(min_length=1)]
+    items: Annotated[list[str], Field(min_length=1)]
+    purpose: Annotated[str, Field(min_length=1)]
+    basis: Annotated[str, Field(min_length=1)]
+    period_s: Annotated[int, Field(ge=1)]
+    decision: SharingDecisionSeed | None = None
+    revocation: SharingRevocationSeed | None = None
+    expect: SharingOutcome
+
+
+def read_sharing(path: Path) -> list[SharingSeed]:
+    """The sharing requests of a sharing file (a JSON object whose ``requests`` is a list of
+    :class:`SharingSeed` entries; other keys, like ``about``, are documentation).
+
+    Raises :class:`LoadError` naming the entry for a malformed file.
+    """
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise LoadError(f"{path}: expected a JSON sharing file, got {exc}") from exc
+    entries = data.get("requests") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise LoadError(f"{path}: expected an object with a list 'requests'")
+    seeds = []
+    for i, entry in enumerate(entries):
+        try:
+            seeds.append(SharingSeed.model_validate(entry))
+        except ValidationError as exc:
+            raise LoadError(f"{path}: requests[{i}]: {exc}") from exc
+    return seeds
+
+
+def sharing_file_for(directory_file: Path) -> Path | None:
+    """The sharing file that goes with a directory file, if it exists: ``<name>-sharing.json`` next to
+    ``<name>-directory.json`` (or ``<stem>-sharing.json`` next to any other ``<stem>.json``)."""
+    stem = directory_file.stem.removesuffix("-directory")
+    candidate = directory_file.with_name(f"{stem}-sharing.json")
+    return candidate if candidate.exists() else None
+
+
+def seed_nonce(*parts: str) -> int:
+    """A deterministic nonce: the first 8 bytes (big-endian) of keccak256(utf8(parts joined by "|"))."""
+    return int.from_bytes(keccak(text="|".join(parts))[:8], "big")
 
 
 @dataclass
@@ -153,8 +251,9 @@ class DirectoryLoader:
 
     # ------------------------------------------------------------------ phases
 
-    def load(self, directory: Directory) -> LoadSummary:
-        """Load every jurisdiction, department, department key, system and catalog; returns the summary.
+    def load(self, directory: Directory, sharing: Sequence[SharingSeed] = ()) -> LoadSummary:
+        """Load every jurisdiction, department, department key, system and catalog, then the ``sharing``
+        requests (when given); returns the summary.
 
         Raises :class:`LoadError` if a phase's transactions are not indexed in time.
         """
@@ -200,6 +299,8 @@ class DirectoryLoader:
 
         self._records("systems", directory.systems, summary)
         self._records("catalogs", directory.catalogs, summary)
+        if sharing:
+            self._sharing(directory, sharing, summary)
         return summary
 
     def _records(self, kind: str, records: list[CatalogRecord] | list[SystemRecord], summary: LoadSummary) -> None:
@@ -220,3 +321,104 @@ class DirectoryLoader:
             body = {"action": action, "version": version, "record": record_json(record), **signed}
             posts.append((record.code, f"/{kind}", body, outcome))
         self._post_all(kind, posts, phase)
+
+    # ------------------------------------------------------------------ sharing
+
+    def _sharing(self, directory: Directory, seeds: Sequence[SharingSeed], summary: LoadSummary) -> None:
+        """Requests, decisions, revocations, then wait for each request's expected status.
+
+        Counts: ``added`` requests sent, ``updated`` decisions and revocations sent, ``unchanged``
+        requests already indexed that needed nothing; a request that cannot be resolved or does not end
+        in its expected status is a failure.
+        """
+        phase = summary.phases.setdefault("sharing", PhaseSummary())
+        departments = {d.name: d.code for d in directory.departments}
+        catalogs = {c.name: c for c in directory.catalogs}
+        resolved: list[tuple[SharingSeed, str, str]] = []  # (seed, requester code, request id)
+        posts = []
+        for seed in seeds:
+            label = f"{seed.requester} → {seed.catalog}"
+            requester, catalog = departments.get(seed.requester), catalogs.get(seed.catalog)
+            if requester is None or catalog is None:
+                missing = seed.requester if requester is None else seed.catalog
+                phase.failed.append((label, 0, f"{missing!r} is not in the directory"))
+                continue
+            nonce = seed_nonce(requester, catalog.code, seed.purpose)
+            account = self.keystore.account(requester)
+            rid = "0x" + sharing_request_id(account.address, nonce).hex()
+            resolved.append((seed, requester, rid))
+            if self._exists(f"/sharing-requests/{rid}") is not None:
+                continue
+            indexed = self._exists(f"/catalogs/{catalog.code}")
+            if indexed is None or indexed.get("record") is None:
+                phase.failed.append((label, 0, f"catalog {catalog.code} is not indexed"))
+                resolved.pop()
+                continue
+            try:
+                mask = items_mask(CatalogRecord.model_validate(indexed["record"]), seed.items)
+            except ValueError as exc:
+                phase.failed.append((label, 0, str(exc)))
+                resolved.pop()
+                continue
+            start = int(time.time())
+            deadline = start + self.deadline_s
+            msg = sharing_request_message(catalog.code, int(indexed["latest_version"]), requester, mask, seed.purpose,
+                                          seed.basis, start, start + seed.period_s, nonce, deadline)
+            body = {
+                "catalog": catalog.code, "version": int(indexed["latest_version"]), "requester": requester,
+                "items": seed.items, "purpose": seed.purpose, "basis": seed.basis, "start": start,
+                "end": start + seed.period_s, **self._sign(account, msg),
+            }
+            posts.append((rid, "/sharing-requests", body, "added"))
+        self._post_all("sharing requests", posts, phase)
+        acted = {rid for rid, _, _, _ in posts}
+
+        actions: list[tuple[str, str, dict[str, Any], str]] = []
+        for seed, _, rid in resolved:
+            state = self._exists(f"/sharing-requests/{rid}")
+            if state is None or seed.decision is None or state["status"] != "requested":
+                continue
+            nonce, deadline = seed_nonce("decision", rid), int(time.time()) + self.deadline_s
+            msg = sharing_decision_message(bytes.fromhex(rid[2:]), seed.decision.approve, seed.decision.reason, nonce,
+                                           deadline)
+            body = {"approve": seed.decision.approve, "reason": seed.decision.reason,
+                    **self._sign(self.keystore.account(state["owner"]), msg)}
+            actions.append((rid, f"/sharing-requests/{rid}/decision", body, "updated"))
+        self._post_all("sharing decisions", actions, phase)
+        acted |= {rid for rid, _, _, _ in actions}
+
+        actions = []
+        for seed, _, rid in resolved:
+            state = self._exists(f"/sharing-requests/{rid}")
+            if state is None or seed.revocation is None or state["status"] != "granted":
+                continue
+            nonce, deadline = seed_nonce("revocation", rid), int(time.time()) + self.deadline_s
+            msg = sharing_revocation_message(bytes.fromhex(rid[2:]), seed.revocation.reason, nonce, deadline)
+            body = {"reason": seed.revocation.reason, **self._sign(self.keystore.account(state["owner"]), msg)}
+            actions.append((rid, f"/grants/{rid}/revocation", body, "updated"))
+        self._post_all("sharing revocations", actions, phase)
+        acted |= {rid for rid, _, _, _ in actions}
+        phase.unchanged += sum(1 for _, _, rid in resolved if rid not in acted)
+
+        self._await_outcomes(resolved, phase)
+
+    def _await_outcomes(self, resolved: list[tuple[SharingSeed, str, str]], phase: PhaseSummary) -> None:
+        """Check every request shows its expected status. Only a grant expected to expire is waited for
+        (up to ``index_timeout_s``: the service's expiry job marks it once its period is over); any
+        other mismatch is recorded as a failure at once."""
+        waiting = {rid: seed for seed, _, rid in resolved}
+        total = len(waiting)
+        deadline = time.monotonic() + self.index_timeout_s
+        self.progress("sharing outcomes", 0, total)
+        while waiting:
+            for rid, seed in list(waiting.items()):
+                state = str((self._exists(f"/sharing-requests/{rid}") or {}).get("status"))
+                pending = state == "granted" and seed.expect == "expired" and time.monotonic() < deadline
+                if state == seed.expect or not pending:
+                    del waiting[rid]
+                if state != seed.expect and not pending:
+                    detail = f"{seed.requester} → {seed.catalog}: expected status {seed.expect}, got {state}"
+                    phase.failed.append((rid, 0, detail))
+            self.progress("sharing outcomes", total - len(waiting), total)
+            if waiting:
+                time.sleep(0.25)

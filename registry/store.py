@@ -42,6 +42,8 @@ from registry.db import (
     DepartmentAccountRow,
     DepartmentRow,
     JurisdictionRow,
+    SharingRequestRow,
+    SharingTransitionRow,
     SystemRow,
     SystemVersionRow,
 )
@@ -65,6 +67,8 @@ DOMAIN_EVENTS = frozenset(
         "CatalogRetired",
         "SystemVersionRecorded",
         "SystemRetired",
+        "SharingRequested",
+        "SharingStatusChanged",
     }
 )
 
@@ -511,19 +515,10 @@ def _catalog_version(rows: _Rows, ev: DecodedLog, timestamp: int) -> None:
     if rows.get(CatalogVersionRow, (a["code"], int(a["version"]))) is not None:
         return  # the contract allows one event per version; keep the first
     raw = bytes(a["record"])
-    parsed, reason = check_record(
-        CatalogRecord,
-        raw,
-        code=a["code"],
-        jurisdiction=a["jurisdiction"],
-        department=a["department"],
-        owner_field="provider_code",
-        source_system=a["sourceSystem"],
-    )
-    reason = _digest_reason(raw, a["digest"]) or reason or _sharing_terms_reason(parsed, a)
+    parsed, reason = check_catalog_version(a)
     row = _catalog_row(rows, ev, timestamp, "active")
     row.latest_digest = hex32(a["digest"])
-    if reason is None:
+    if parsed is not None:
         record: CatalogRecord = parsed
         row.name = record.name
         row.provider = record.provider
@@ -606,6 +601,149 @@ def _system_retired(rows: _Rows, ev: DecodedLog, timestamp: int) -> None:
     )
 
 
+# ---------------------------------------------------------------------------------------- sharing
+#
+# A request row is created by ``SharingRequested`` and moved by every ``SharingStatusChanged`` of its
+# id; each ``SharingStatusChanged`` is also kept as a transition row. Values come from the events and
+# their blocks only, so re-indexing reproduces the rows. Odd content (an unknown status value, a
+# period past int64, a transition of a request the index never saw) is stored as found, never raised.
+
+#: ``IDirectorySharing.SharingStatus`` values → status names.
+SHARING_STATUS_NAMES = ("none", "requested", "granted", "rejected", "refused", "revoked", "expired")
+#: Largest value a BIGINT column holds; uint64 periods beyond it are stored as this (effectively "forever").
+_INT64_MAX = 2**63 - 1
+
+
+def sharing_status_name(value: int) -> str:
+    """Name of a ``SharingStatus`` value (``unknown(N)`` for a value the contract does not define)."""
+    return SHARING_STATUS_NAMES[value] if 0 <= value < len(SHARING_STATUS_NAMES) else f"unknown({value})"
+
+
+def item_names(record_json_text: str | None, mask: int) -> list[str] | None:
+    """Names of the data items selected by ``mask`` (bit i = the i-th of the record's ``data_items``),
+    in the record's order; None when the record is missing or unreadable or ``mask`` names items the
+    record does not have. Never raises."""
+    if record_json_text is None or mask <= 0:
+        return None
+    try:
+        items = json.loads(record_json_text)["data_items"]
+        names = [str(item["name"]) for item in items]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if mask >> len(names):
+        return None
+    return [name for i, name in enumerate(names) if mask >> i & 1]
+
+
+def check_catalog_version(args: dict[str, Any]) -> tuple[CatalogRecord | None, str | None]:
+    """The checks a ``CatalogVersionRecorded`` event's decoded ``args`` must pass (the index's and the chain-only
+    readers' one definition):
+    ``(record, None)`` when the version is valid, ``(None, reason)`` when not. Never raises.
+
+    For readers that fold the chain's logs without an index (e.g. :func:`registry.kpis.kpis_from_chain`),
+    so that they accept exactly the versions the index marks valid.
+    """
+    try:
+        raw = bytes(args["record"])
+        parsed, reason = check_record(
+            CatalogRecord,
+            raw,
+            code=args["code"],
+            jurisdiction=args["jurisdiction"],
+            department=args["department"],
+            owner_field="provider_code",
+            source_system=args["sourceSystem"],
+        )
+        reason = _digest_reason(raw, args["digest"]) or reason or _sharing_terms_reason(parsed, args)
+    except (KeyError, TypeError, ValueError) as exc:
+        return None, f"event arguments are malformed: {exc}"
+    return (parsed, None) if reason is None else (None, reason)
+
+
+def _clamp64(value: int) -> int:
+    return min(max(int(value), 0), _INT64_MAX)
+
+
+def _sharing_requested(rows: _Rows, ev: DecodedLog, timestamp: int) -> None:
+    a = ev.args
+    rid = hex32(a["id"])
+    if rows.get(SharingRequestRow, rid) is not None:  # ids are unique on chain; keep the first
+        return
+    code, version, mask = a["catalog"], int(a["version"]), int(a["items"])
+    requester = rows.get(DepartmentRow, hex32(a["requester"]))
+    owner = rows.get(DepartmentRow, hex32(a["owner"]))
+    version_row = rows.get(CatalogVersionRow, (code, version))
+    record = version_row.record if version_row is not None and version_row.valid else None
+    names = item_names(record, mask)
+    rows.add(
+        SharingRequestRow(
+            id=rid,
+            catalog_code=code,
+            catalog_hash=hex32(a["catalogHash"]),
+            catalog_version=version,
+            requester_id=hex32(a["requester"]),
+            requester_code=requester.code if requester else None,
+            owner_id=hex32(a["owner"]),
+            owner_code=owner.code if owner else None,
+            items_mask=str(mask),
+            items=None if names is None else json.dumps(names, ensure_ascii=False),
+            purpose=a["purpose"],
+            basis=a["basis"],
+            start=_clamp64(a["start"]),
+            end=_clamp64(a["end"]),
+            status="requested",
+            requested_at=timestamp,
+            granted_at=None,
+            decided_at=None,
+            ended_at=None,
+            reason=None,
+            signer=_address(a["signer"]),
+            nonce=str(int(a["nonce"])),
+            deadline=str(int(a["deadline"])),
+            signature=hex32(a["signature"]),
+            tx_hash=ev.tx_hash.lower(),
+            log_index=ev.log_index,
+            block_number=ev.block_number,
+        )
+    )
+
+
+def _sharing_status_changed(rows: _Rows, ev: DecodedLog, timestamp: int) -> None:
+    a = ev.args
+    key = (ev.tx_hash.lower(), ev.log_index)
+    if rows.get(SharingTransitionRow, key) is not None:
+        return
+    to = sharing_status_name(int(a["to"]))
+    rows.add(
+        SharingTransitionRow(
+            tx_hash=key[0],
+            log_index=key[1],
+            request_id=hex32(a["id"]),
+            from_status=sharing_status_name(int(a["from"])),
+            to_status=to,
+            reason=a["reason"],
+            signer=_address(a["signer"]),
+            nonce=str(int(a["nonce"])),
+            deadline=str(int(a["deadline"])),
+            signature=hex32(a["signature"]),
+            block_number=ev.block_number,
+            block_timestamp=timestamp,
+        )
+    )
+    request = rows.get(SharingRequestRow, hex32(a["id"]))
+    if request is None:  # the index started after the request: keep the transition only
+        return
+    request.status = to
+    request.reason = a["reason"]
+    if to == "granted":
+        request.granted_at = timestamp
+        request.decided_at = timestamp
+    elif to in ("rejected", "refused"):
+        request.decided_at = timestamp
+    elif to in ("revoked", "expired"):
+        request.ended_at = timestamp
+
+
 _HANDLERS: dict[str, Callable[[_Rows, DecodedLog, int], None]] = {
     "JurisdictionAdded": _jurisdiction_added,
     "DepartmentRegistered": _department_registered,
@@ -615,5 +753,7 @@ _HANDLERS: dict[str, Callable[[_Rows, DecodedLog, int], None]] = {
     "CatalogRetired": _catalog_retired,
     "SystemVersionRecorded": _system_version,
     "SystemRetired": _system_retired,
+    "SharingRequested": _sharing_requested,
+    "SharingStatusChanged": _sharing_status_changed,
 }
 assert frozenset(_HANDLERS) == DOMAIN_EVENTS

@@ -11,14 +11,15 @@ from api.deps import ServicesDep, SessionDep
 from api.schemas import Health, SubmissionStatus
 from chain.errors import ChainError
 from chain.sender import parse_receipt
-from registry import queries
+from registry import queries, sharing
 
 router = APIRouter(tags=["service"])
 
 
 @router.get("/health", response_model=Health)
 async def health(services: ServicesDep, session: SessionDep) -> Health:
-    """Chain head, indexer cursor and lag (blocks), confirmations, queued submissions and index counts."""
+    """Chain head, indexer cursor and lag (blocks), confirmations, queued submissions and index counts
+    (directory records, sharing requests and grants, events)."""
     client = services.client
     try:
         head: int | None = int(await run_in_threadpool(client.rpc.call, "eth_blockNumber", []), 16)
@@ -38,7 +39,7 @@ async def health(services: ServicesDep, session: SessionDep) -> Health:
         lag_blocks=lag,
         confirmations=services.confirmations,
         pending_submissions=services.relay.batcher.pending(),
-        counts=queries.counts(session),
+        counts={**queries.counts(session), **sharing.counts(session)},
     )
 
 

@@ -15,11 +15,11 @@ from fastapi.testclient import TestClient
 from chain import eip712
 from chain.eip712 import SECP256K1_N
 from chain.node import AnvilNode
-from dirchain.cli import SEED_FILE
+from dirchain.cli import SEED_FILE, SEED_SHARING_FILE
 from dirchain.service import Service
 from registry.canonical import record_json
 from registry.keystore import Keystore
-from registry.loader import DirectoryLoader, LoadSummary
+from registry.loader import DirectoryLoader, LoadSummary, read_sharing
 from registry.messages import Message, record_message
 from registry.models import CatalogRecord
 from registry.seed import Directory, read_directory
@@ -38,10 +38,11 @@ def seed() -> Directory:
 def loaded(
     anvil: AnvilNode, tmp_path_factory: pytest.TempPathFactory, seed: Directory
 ) -> Iterator[tuple[Service, TestClient, LoadSummary]]:
-    """A service on the session anvil with the seed directory loaded through its API."""
+    """A service on the session anvil with the seed directory and its sharing requests loaded through its API."""
     home = tmp_path_factory.mktemp("api")
     with running_service(make_settings(home, anvil.rpc_url)) as (service, client):
-        summary = DirectoryLoader("http://testserver", _keystore(home), http=client).load(seed)
+        loader = DirectoryLoader("http://testserver", _keystore(home), http=client)
+        summary = loader.load(seed, read_sharing(SEED_SHARING_FILE))
         yield service, client, summary
 
 
@@ -102,10 +103,14 @@ def test_seed_loads_every_record_through_the_api(
     service, client, summary = loaded
     assert summary.ok, summary
     added = {phase: p.added for phase, p in summary.phases.items()}
-    assert added == {"jurisdictions": 8, "departments": 28, "department keys": 28, "systems": 69, "catalogs": 22}
+    assert added == {
+        "jurisdictions": 8, "departments": 28, "department keys": 28, "systems": 69, "catalogs": 22, "sharing": 6
+    }
+    assert summary.phases["sharing"].updated == 3  # two decisions and a revocation
     health = client.get("/health").json()
     assert health["counts"]["jurisdictions"] == 8
     assert health["counts"]["departments"] == 28
+    assert health["counts"]["sharing_requests"] == 6
     assert health["cursor"] >= _head(service) - 0
 
     catalogs = client.get("/catalogs", params={"limit": 500}).json()
@@ -155,10 +160,13 @@ def test_loading_the_seed_again_changes_nothing_on_chain(
 ) -> None:
     service, client, _ = loaded
     head = _head(service)
-    again = DirectoryLoader("http://testserver", _keystore(service.settings.home), http=client).load(seed)
+    again = DirectoryLoader("http://testserver", _keystore(service.settings.home), http=client).load(
+        seed, read_sharing(SEED_SHARING_FILE)
+    )
     assert again.ok
     assert {p: (s.added, s.updated) for p, s in again.phases.items()} == {p: (0, 0) for p in again.phases}
     assert again.phases["catalogs"].unchanged == 22 and again.phases["systems"].unchanged == 69
+    assert again.phases["sharing"].unchanged == 6
     assert _head(service) == head
 
 

@@ -26,12 +26,14 @@ def _wait_for_load(api: str, proc: subprocess.Popen[str], timeout_s: float = 120
         assert proc.poll() is None, f"dirchain up exited with {proc.returncode}"
         try:
             health = httpx.get(f"{api}/health", timeout=2).json()
-            if health["counts"]["catalogs"] == 22 and health["lag_blocks"] == 0 and health["pending_submissions"] == 0:
+            loaded = health["counts"]["catalogs"] == 22 and health["counts"]["sharing_requests"] == 6
+            expired = httpx.get(f"{api}/grants", params={"status": "expired"}, timeout=2).json()["total"] == 1
+            if loaded and expired and health["lag_blocks"] == 0 and health["pending_submissions"] == 0:
                 return dict(health)
         except httpx.HTTPError:
             pass
         time.sleep(0.25)
-    raise AssertionError("the seed directory was not loaded in time")
+    raise AssertionError("the seed directory and its sharing requests were not loaded in time")
 
 
 def _up(home: Path, port: int, anvil_port: int) -> subprocess.Popen[str]:
@@ -83,26 +85,29 @@ def test_up_demo_twice_keeps_every_record_once(tmp_path: Path) -> None:
 
 def test_restart_resumes_from_the_cursor_and_reindex_reproduces_rows(tmp_path: Path) -> None:
     """Stop the service (embedded anvil saves its state), start again: the indexer resumes from its
-    cursor, nothing is lost or duplicated; then a fresh database re-indexed from block 0 is identical."""
-    from dirchain.cli import SEED_FILE
+    cursor, nothing is lost or duplicated; then a fresh database re-indexed from block 0 is identical —
+    sharing requests and every transition (approval, rejection, refusal, revocation, expiry) included."""
+    from dirchain.cli import SEED_FILE, SEED_SHARING_FILE
     from registry.keystore import Keystore
-    from registry.loader import DirectoryLoader
+    from registry.loader import DirectoryLoader, read_sharing
     from registry.seed import read_directory
 
     settings = make_settings(tmp_path, None)
     with running_service(settings) as (_, client):
         assert (
             DirectoryLoader("http://testserver", Keystore(tmp_path / "keys"), http=client)
-            .load(read_directory(SEED_FILE))
+            .load(read_directory(SEED_FILE), read_sharing(SEED_SHARING_FILE))
             .ok
         )
         cursor_before = client.get("/health").json()["cursor"]
     with make_engine(settings.database_url).connect() as conn:
         before = dump_index(session_factory(conn.engine)())
+    assert len(before["sharing_requests"]) == 6 and len(before["sharing_transitions"]) == 8
     with running_service(settings) as (service, client):
         health = client.get("/health").json()
         assert health["cursor"] >= cursor_before
         assert health["counts"]["catalogs"] == 22 and health["counts"]["systems"] == 69
+        assert health["counts"]["sharing_requests"] == 6
         with service.sessions() as session:
             assert dump_index(session) == before
     fresh = make_settings(tmp_path, None)
