@@ -5,45 +5,80 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from eth_abi import encode as abi_encode
-from eth_utils import to_checksum_address
+from eth_utils import keccak, to_checksum_address
 
+from chain.abi import ContractCodec, signature_of
 from chain.artifacts import load_artifact
 from chain.errors import DeploymentError
-from chain.rpc import Rpc
+from chain.rpc import Rpc, RpcError
 from chain.sender import TxSender
 
 
 @dataclass(frozen=True)
 class Deployment:
-    """Where a Directory lives: ``address``, the ``block_number`` and ``tx_hash`` that created it, ``chain_id``."""
+    """Where a Directory lives: ``address``, the ``block_number`` and ``tx_hash`` that created it, ``chain_id``;
+    ``factory`` that cloned it and its ``home`` jurisdiction id (0x-hex; zero = serves every jurisdiction)."""
 
     address: str
     block_number: int
     tx_hash: str
     chain_id: int
+    factory: str = ""
+    home: str = "0x" + "00" * 32
 
 
-def deploy_directory(sender: TxSender, administrator: str, relayer: str) -> Deployment:
-    """Deploy ``Directory(administrator, relayer)`` from ``sender``'s account and wait for it.
-
-    ``administrator`` gets DEFAULT_ADMIN_ROLE, ``relayer`` RELAYER_ROLE. Raises TransactionFailed /
-    TransactionTimeout from the sender.
-    """
-    artifact = load_artifact("Directory")
-    args = abi_encode(["address", "address"], [to_checksum_address(administrator), to_checksum_address(relayer)])
-    data = bytes.fromhex(artifact.bytecode[2:]) + args
+def _deploy(sender: TxSender, name: str, args_types: list[str], args: list[Any]) -> tuple[str, str]:
+    artifact = load_artifact(name)
+    data = bytes.fromhex(artifact.bytecode[2:]) + (abi_encode(args_types, args) if args_types else b"")
     gas = sender.estimate_gas(None, data)
-    tx_hash = sender.send(None, data, gas + gas // 5, label="deploy Directory")
-    receipt = sender.wait(tx_hash)
+    tx_hash = sender.send(None, data, gas + gas // 5, label=f"deploy {name}")
+    sender.wait(tx_hash)
     raw = sender.rpc.call("eth_getTransactionReceipt", [tx_hash])
+    return to_checksum_address(raw["contractAddress"]), tx_hash
+
+
+def deploy_factory(sender: TxSender) -> str:
+    """Deploy the Directory implementation and a DirectoryFactory cloning it; returns the factory address."""
+    implementation, _ = _deploy(sender, "Directory", [], [])
+    factory, _ = _deploy(sender, "DirectoryFactory", ["address"], [implementation])
+    return factory
+
+
+def create_directory(
+    sender: TxSender, factory: str, administrator: str, relayer: str, home: bytes = b"\x00" * 32
+) -> Deployment:
+    """Clone a directory for ``home`` (keccak of a jurisdiction code; zero = all) through ``factory`` and wait.
+
+    ``administrator`` gets DEFAULT_ADMIN_ROLE, ``relayer`` RELAYER_ROLE. Raises ContractRevert (e.g. the sender
+    already made one for ``home``), TransactionFailed / TransactionTimeout.
+    """
+    entry = next(e for e in load_artifact("DirectoryFactory").abi if e.get("name") == "createDirectory")
+    args = [home, to_checksum_address(administrator), to_checksum_address(relayer)]
+    data = keccak(text=signature_of(entry))[:4] + abi_encode(["bytes32", "address", "address"], args)
+    try:
+        gas = sender.estimate_gas(factory, data)
+    except RpcError as exc:
+        raise ContractCodec(load_artifact("DirectoryFactory").abi).decode_revert(exc.data) from exc
+    tx_hash = sender.send(factory, data, gas + gas // 5, label="createDirectory")
+    receipt = sender.wait(tx_hash)
+    codec = ContractCodec(load_artifact("DirectoryFactory").abi)
+    created = [ev for ev in map(codec.decode_log, receipt.logs) if ev is not None and ev.event == "DirectoryCreated"]
     return Deployment(
-        address=to_checksum_address(raw["contractAddress"]),
+        address=to_checksum_address(created[0].args["directory"]),
         block_number=receipt.block_number,
         tx_hash=tx_hash,
         chain_id=sender.chain_id,
+        factory=factory,
+        home="0x" + home.hex(),
     )
+
+
+def deploy_directory(sender: TxSender, administrator: str, relayer: str, home: bytes = b"\x00" * 32) -> Deployment:
+    """Deploy implementation and factory, then clone one directory for ``home``; see :func:`create_directory`."""
+    return create_directory(sender, deploy_factory(sender), administrator, relayer, home)
 
 
 def deployment_file(home: Path, chain_id: int) -> Path:

@@ -4,8 +4,11 @@ pragma solidity 0.8.28;
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {MessageHashUtils} from "@openzeppelin/contracts/utils/cryptography/MessageHashUtils.sol";
+import {Initializable} from "@openzeppelin/contracts/proxy/utils/Initializable.sol";
 import {IDirectory} from "./interfaces/IDirectory.sol";
 import {IDirectorySharing} from "./interfaces/IDirectorySharing.sol";
+import {IDirectoryRelay} from "./interfaces/IDirectoryRelay.sol";
 import {DirectoryTypes} from "./libraries/DirectoryTypes.sol";
 
 /// @title Directory — one directory of the directory chain (目录链): jurisdictions, departments,
@@ -18,7 +21,7 @@ import {DirectoryTypes} from "./libraries/DirectoryTypes.sol";
 ///      per-jurisdiction administrators (also administer the jurisdiction's descendants), department
 ///      signing keys bound to (jurisdiction, department), RELAYER_ROLE (submits transactions, pays gas).
 ///      Nonces are unordered (a bitmap per signer), so submissions signed concurrently can land in any order.
-contract Directory is IDirectory, IDirectorySharing, AccessControl, EIP712 {
+contract Directory is IDirectory, IDirectorySharing, IDirectoryRelay, AccessControl, EIP712, Initializable {
     /// @notice Role allowed to submit signed batches (the service account that pays gas).
     bytes32 public constant RELAYER_ROLE = keccak256("RELAYER_ROLE");
 
@@ -71,11 +74,46 @@ contract Directory is IDirectory, IDirectorySharing, AccessControl, EIP712 {
     mapping(address signer => mapping(uint256 word => uint256 bits)) private _nonceBitmap;
     mapping(bytes32 id => SharingState) private _sharing;
 
+    /// @notice A child directory this one accepts relays from.
+    struct Child {
+        bytes32 home; // the child's home jurisdiction
+        address relayer; // the only account that may relay it
+    }
+
+    bytes32 private _home;
+    mapping(bytes32 childKey => Child) private _children;
+    mapping(bytes32 originKey => bool) private _relayedOrigins;
+    mapping(bytes32 domain => mapping(address signer => mapping(uint256 word => uint256 bits))) private _relayNonces;
+
+    /// @dev Set only while `relay` runs a relayed submission: the child's chain id, directory and home.
+    uint256 private transient _relayChainId;
+    address private transient _relayDirectory;
+    bytes32 private transient _relayHome;
+
+    bytes32 private constant EIP712_DOMAIN_TYPEHASH =
+        keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)");
+
+    /// @dev The implementation behind clones is never initialised itself.
+    constructor() EIP712(DOMAIN_NAME, DOMAIN_VERSION) {
+        _disableInitializers();
+    }
+
+    /// @notice Initialise a directory (a clone made by DirectoryFactory) for jurisdiction `home`.
     /// @param administrator receives DEFAULT_ADMIN_ROLE (administers every jurisdiction)
     /// @param relayer receives RELAYER_ROLE (may submit signed batches)
-    constructor(address administrator, address relayer) EIP712(DOMAIN_NAME, DOMAIN_VERSION) {
+    /// @param homeId keccak256 of the jurisdiction code this directory serves; zero serves every jurisdiction
+    /// @dev Reverts InvalidInitialization if already initialised. Emits RoleGranted ×2, DirectoryInitialized.
+    function initialize(address administrator, address relayer, bytes32 homeId) external initializer {
         _grantRole(DEFAULT_ADMIN_ROLE, administrator);
         _grantRole(RELAYER_ROLE, relayer);
+        _home = homeId;
+        emit DirectoryInitialized(homeId, administrator, relayer);
+    }
+
+    /// @dev Submissions come from the relayer, or from `relay` re-entering this contract for a child's relayer.
+    modifier onlyRelayer() {
+        if (_relayDirectory == address(0)) _checkRole(RELAYER_ROLE);
+        _;
     }
 
     // ================================================================ submissions (RELAYER_ROLE)
@@ -85,13 +123,14 @@ contract Directory is IDirectory, IDirectorySharing, AccessControl, EIP712 {
     ///      SubmissionExpired, SubmissionNonceUsed, ECDSAInvalidSignature*, DirectoryCodeInvalid,
     ///      JurisdictionAlreadyAdded, JurisdictionUnknown (parent), JurisdictionParentInvalid,
     ///      JurisdictionNotAdministrator. Emits JurisdictionAdded per submission.
-    function addJurisdictions(JurisdictionSubmission[] calldata batch) external onlyRole(RELAYER_ROLE) {
+    function addJurisdictions(JurisdictionSubmission[] calldata batch) external onlyRelayer {
         _requireNonEmpty(batch.length);
         for (uint256 i; i < batch.length; ++i) {
             JurisdictionSubmission calldata s = batch[i];
             address signer = _authenticate(DirectoryTypes.hash(s), s.nonce, s.deadline, s.signature);
             _requireCode(s.code);
             bytes32 id = keccak256(bytes(s.code));
+            if (id != _relayHome) _requireRelayScope(s.parent);
             if (_jurisdictions[id].tier != Tier.None) revert JurisdictionAlreadyAdded(id);
             Tier parentTier = Tier.None;
             if (s.parent != bytes32(0)) {
@@ -110,13 +149,14 @@ contract Directory is IDirectory, IDirectorySharing, AccessControl, EIP712 {
     /// @notice Registers departments in their jurisdictions.
     /// @dev Signed by an administrator of the jurisdiction or an ancestor. Reverts as addJurisdictions,
     ///      plus DepartmentAlreadyRegistered. Emits DepartmentRegistered per submission.
-    function registerDepartments(DepartmentSubmission[] calldata batch) external onlyRole(RELAYER_ROLE) {
+    function registerDepartments(DepartmentSubmission[] calldata batch) external onlyRelayer {
         _requireNonEmpty(batch.length);
         for (uint256 i; i < batch.length; ++i) {
             DepartmentSubmission calldata s = batch[i];
             address signer = _authenticate(DirectoryTypes.hash(s), s.nonce, s.deadline, s.signature);
             _requireCode(s.code);
             _requireJurisdiction(s.jurisdiction);
+            _requireRelayScope(s.jurisdiction);
             _requireAdministrator(s.jurisdiction, signer);
             bytes32 id = keccak256(bytes(s.code));
             if (_departmentJurisdiction[id] != bytes32(0)) revert DepartmentAlreadyRegistered(id);
@@ -130,13 +170,14 @@ contract Directory is IDirectory, IDirectorySharing, AccessControl, EIP712 {
     ///      Reverts AccountRoleUnknown, JurisdictionUnknown, DepartmentUnknown, JurisdictionNotAdministrator,
     ///      DepartmentAccountTaken (key already bound), DepartmentAccountNotBound (revoking an unbound key),
     ///      plus the signature checks. Emits AdministratorSet or DepartmentAccountSet.
-    function setAccounts(AccountSubmission[] calldata batch) external onlyRole(RELAYER_ROLE) {
+    function setAccounts(AccountSubmission[] calldata batch) external onlyRelayer {
         _requireNonEmpty(batch.length);
         for (uint256 i; i < batch.length; ++i) {
             AccountSubmission calldata s = batch[i];
             address signer = _authenticate(DirectoryTypes.hash(s), s.nonce, s.deadline, s.signature);
             if (s.role == AccountRole.Administrator) {
                 bytes32 parent = _requireJurisdiction(s.scope).parent;
+                _requireRelayScope(s.scope);
                 if (parent == bytes32(0)) {
                     if (!hasRole(DEFAULT_ADMIN_ROLE, signer)) revert JurisdictionNotAdministrator(s.scope, signer);
                 } else {
@@ -144,13 +185,14 @@ contract Directory is IDirectory, IDirectorySharing, AccessControl, EIP712 {
                 }
                 _setAdministrator(s.scope, s.account, s.active, signer, s.nonce);
             } else if (s.role == AccountRole.Department) {
-                bytes32 home = _departmentJurisdiction[s.scope];
-                if (home == bytes32(0)) revert DepartmentUnknown(s.scope);
-                _requireAdministrator(home, signer);
+                bytes32 deptHome = _departmentJurisdiction[s.scope];
+                if (deptHome == bytes32(0)) revert DepartmentUnknown(s.scope);
+                _requireRelayScope(deptHome);
+                _requireAdministrator(deptHome, signer);
                 bytes32 bound = _accountDepartment[s.account];
                 if (s.active && bound != bytes32(0)) revert DepartmentAccountTaken(s.account, bound);
                 if (!s.active && bound != s.scope) revert DepartmentAccountNotBound(s.account, s.scope);
-                _setDepartmentAccount(s.scope, home, s.account, s.active, signer, s.nonce);
+                _setDepartmentAccount(s.scope, deptHome, s.account, s.active, signer, s.nonce);
             } else {
                 revert AccountRoleUnknown(s.role);
             }
@@ -162,14 +204,14 @@ contract Directory is IDirectory, IDirectorySharing, AccessControl, EIP712 {
     ///      submission's department), RecordJurisdictionMismatch, RecordStatusInvalid, RecordVersionMismatch,
     ///      RecordNotOwner, RecordContentInvalid, RecordActionUnknown, CatalogSourceSystemUnknown.
     ///      Emits CatalogVersionRecorded or CatalogRetired per submission.
-    function submitCatalogs(RecordSubmission[] calldata batch) external onlyRole(RELAYER_ROLE) {
+    function submitCatalogs(RecordSubmission[] calldata batch) external onlyRelayer {
         _submitRecords(RecordKind.Catalog, batch);
     }
 
     /// @notice Registers, updates or retires information systems (信息系统), each signed by its owner.
     /// @dev Reverts as submitCatalogs (a system, like any retirement, must leave sourceSystem zero: RecordContentInvalid).
     ///      Emits SystemVersionRecorded or SystemRetired per submission.
-    function submitSystems(RecordSubmission[] calldata batch) external onlyRole(RELAYER_ROLE) {
+    function submitSystems(RecordSubmission[] calldata batch) external onlyRelayer {
         _submitRecords(RecordKind.System, batch);
     }
 
@@ -181,7 +223,7 @@ contract Directory is IDirectory, IDirectorySharing, AccessControl, EIP712 {
     ///      RecordStatusInvalid (catalog not active), SharingVersionStale, SharingItemsUnknown,
     ///      SharingSelfRequest, SharingPeriodInvalid. Emits SharingRequested, then SharingStatusChanged
     ///      for the automatic grant or refusal. Request id = keccak256(abi.encode(signer, nonce)).
-    function requestSharing(SharingRequestSubmission[] calldata batch) external onlyRole(RELAYER_ROLE) {
+    function requestSharing(SharingRequestSubmission[] calldata batch) external onlyRelayer {
         _requireNonEmpty(batch.length);
         for (uint256 i; i < batch.length; ++i) {
             SharingRequestSubmission calldata s = batch[i];
@@ -197,8 +239,16 @@ contract Directory is IDirectory, IDirectorySharing, AccessControl, EIP712 {
                 revert SharingItemsUnknown(s.catalog, s.items, catalog.itemCount);
             }
             if (s.requester == catalog.department) revert SharingSelfRequest(s.catalog, s.requester);
-            if (s.start >= s.end || s.end <= block.timestamp) revert SharingPeriodInvalid(s.start, s.end, block.timestamp);
+            _requireRelayScope(_departmentJurisdiction[catalog.department]);
+            // A relayed request was checked against the clock at its origin; its period may be over by now.
+            bool relaying = _relayDirectory != address(0);
+            if (s.start >= s.end || (!relaying && s.end <= block.timestamp)) {
+                revert SharingPeriodInvalid(s.start, s.end, block.timestamp);
+            }
             bytes32 id = keccak256(abi.encode(signer, s.nonce));
+            if (_sharing[id].status != SharingStatus.None) {
+                revert SharingStatusInvalid(id, _sharing[id].status, SharingStatus.None);
+            }
             _recordRequest(id, catalogHash, catalog, s, signer);
             if (catalog.shareType == SHARE_UNCONDITIONAL) {
                 _setSharingStatus(id, SharingStatus.Granted, "unconditional", address(0), 0, 0, "");
@@ -212,14 +262,14 @@ contract Directory is IDirectory, IDirectorySharing, AccessControl, EIP712 {
     /// @dev Reverts SharingStatusInvalid (not Requested), SharingPeriodOver (the period ended),
     ///      SharingNotOwner, SharingCatalogChanged (approval of a catalog retired, updated or made not
     ///      shared since the request), plus the signature checks. Emits SharingStatusChanged (→ Granted or Rejected).
-    function decideSharing(SharingDecisionSubmission[] calldata batch) external onlyRole(RELAYER_ROLE) {
+    function decideSharing(SharingDecisionSubmission[] calldata batch) external onlyRelayer {
         _requireNonEmpty(batch.length);
         for (uint256 i; i < batch.length; ++i) {
             SharingDecisionSubmission calldata s = batch[i];
             address signer = _authenticate(DirectoryTypes.hash(s), s.nonce, s.deadline, s.signature);
             SharingState storage r = _sharing[s.request];
             _requireSharingStatus(s.request, r.status, SharingStatus.Requested);
-            if (block.timestamp >= r.end) revert SharingPeriodOver(s.request, r.end, block.timestamp);
+            _requireOpenPeriod(s.request, r);
             if (_accountDepartment[signer] != r.owner) revert SharingNotOwner(s.request, r.owner, signer);
             if (s.approve) _requireCatalogUnchanged(s.request, r);
             SharingStatus to = s.approve ? SharingStatus.Granted : SharingStatus.Rejected;
@@ -230,14 +280,14 @@ contract Directory is IDirectory, IDirectorySharing, AccessControl, EIP712 {
     /// @notice Revokes grants, each signed by a key of the owning department, before their period ends.
     /// @dev Reverts SharingStatusInvalid (not Granted), SharingPeriodOver (already expired), SharingNotOwner
     ///      (e.g. the requester), plus the signature checks. Emits SharingStatusChanged (→ Revoked).
-    function revokeSharing(SharingRevocationSubmission[] calldata batch) external onlyRole(RELAYER_ROLE) {
+    function revokeSharing(SharingRevocationSubmission[] calldata batch) external onlyRelayer {
         _requireNonEmpty(batch.length);
         for (uint256 i; i < batch.length; ++i) {
             SharingRevocationSubmission calldata s = batch[i];
             address signer = _authenticate(DirectoryTypes.hash(s), s.nonce, s.deadline, s.signature);
             SharingState storage r = _sharing[s.request];
             _requireSharingStatus(s.request, r.status, SharingStatus.Granted);
-            if (block.timestamp >= r.end) revert SharingPeriodOver(s.request, r.end, block.timestamp);
+            _requireOpenPeriod(s.request, r);
             if (_accountDepartment[signer] != r.owner) revert SharingNotOwner(s.request, r.owner, signer);
             _setSharingStatus(s.request, SharingStatus.Revoked, s.reason, signer, s.nonce, s.deadline, s.signature);
         }
@@ -255,7 +305,106 @@ contract Directory is IDirectory, IDirectorySharing, AccessControl, EIP712 {
         }
     }
 
+    // ================================================================ tiers: children and relays
+
+    /// @notice Authorise `relayer` to relay the child directory (`chainId`, `directory`) serving `childHome`
+    ///         (a zero relayer withdraws it). Only DEFAULT_ADMIN_ROLE.
+    /// @dev Reverts AccessControlUnauthorizedAccount, JurisdictionUnknown (childHome), ChildInvalid (this directory
+    ///      itself, or a home not strictly below this directory's home). Emits ChildSet.
+    function setChild(bytes32 childHome, uint256 chainId, address directory, address relayer)
+        external
+        onlyRole(DEFAULT_ADMIN_ROLE)
+    {
+        _requireJurisdiction(childHome);
+        bool under = _home == bytes32(0);
+        for (bytes32 c = _jurisdictions[childHome].parent; c != bytes32(0) && !under; c = _jurisdictions[c].parent) {
+            under = c == _home;
+        }
+        if (!under || (chainId == block.chainid && directory == address(this))) {
+            revert ChildInvalid(chainId, directory, childHome);
+        }
+        _children[keccak256(abi.encode(chainId, directory))] = Child({home: childHome, relayer: relayer});
+        emit ChildSet(childHome, chainId, directory, relayer);
+    }
+
+    /// @notice Apply submissions first recorded in a child directory, each with its origin.
+    /// @param origins where each submission was recorded (the log of its event in the child)
+    /// @param calls ABI-encoded single-submission calls of addJurisdictions, registerDepartments, setAccounts,
+    ///        submitCatalogs, submitSystems, requestSharing, decideSharing or revokeSharing, exactly as the
+    ///        child received them (same signature)
+    /// @dev Reverts RelayLengthMismatch, RelayNotAuthorised, RelayDuplicate, RelayCallInvalid, RelayOutsideChild,
+    ///      and whatever the relayed call reverts with (its signature is checked under the child's domain; its
+    ///      deadline is not). Emits the relayed call's events, then Relayed.
+    function relay(Origin[] calldata origins, bytes[] calldata calls) external {
+        if (origins.length != calls.length) revert RelayLengthMismatch(origins.length, calls.length);
+        _requireNonEmpty(calls.length);
+        for (uint256 i; i < calls.length; ++i) {
+            _relayOne(origins[i], calls[i]);
+        }
+    }
+
+    function _relayOne(Origin calldata origin, bytes calldata call) private {
+        Child storage registered = _children[keccak256(abi.encode(origin.chainId, origin.directory))];
+        if (registered.relayer != msg.sender || msg.sender == address(0)) {
+            revert RelayNotAuthorised(origin.chainId, origin.directory, msg.sender);
+        }
+        bytes4 selector = call.length >= 4 ? bytes4(call[:4]) : bytes4(0);
+        if (!_relayable(selector)) revert RelayCallInvalid(selector);
+        bytes32 originKey = keccak256(abi.encode(origin.chainId, origin.directory, origin.txHash, origin.logIndex));
+        if (_relayedOrigins[originKey]) revert RelayDuplicate(originKey);
+        _relayedOrigins[originKey] = true;
+        _relayChainId = origin.chainId;
+        _relayDirectory = origin.directory;
+        _relayHome = registered.home;
+        // Re-enter this contract's own function in relay mode (msg.sender stays the child's relayer).
+        // solhint-disable-next-line avoid-low-level-calls
+        (bool ok, bytes memory reason) = address(this).delegatecall(call);
+        _relayDirectory = address(0);
+        _relayChainId = 0;
+        _relayHome = bytes32(0);
+        if (!ok) {
+            // Bubble the relayed call's custom error up unchanged.
+            // solhint-disable-next-line no-inline-assembly
+            assembly ("memory-safe") {
+                revert(add(reason, 32), mload(reason))
+            }
+        }
+        emit Relayed(
+            originKey,
+            origin.chainId,
+            origin.directory,
+            origin.txHash,
+            origin.blockNumber,
+            origin.blockHash,
+            origin.logIndex,
+            selector
+        );
+    }
+
+    function _relayable(bytes4 selector) private pure returns (bool) {
+        return selector == this.addJurisdictions.selector || selector == this.registerDepartments.selector
+            || selector == this.setAccounts.selector || selector == this.submitCatalogs.selector
+            || selector == this.submitSystems.selector || selector == this.requestSharing.selector
+            || selector == this.decideSharing.selector || selector == this.revokeSharing.selector;
+    }
+
     // ================================================================ views
+
+    /// @notice The jurisdiction this directory serves (zero: every jurisdiction).
+    function homeJurisdiction() external view returns (bytes32) {
+        return _home;
+    }
+
+    /// @notice The child directory (`chainId`, `directory`): its home and authorised relayer (zero if none).
+    function child(uint256 chainId, address directory) external view returns (bytes32 childHome, address relayer) {
+        Child storage c = _children[keccak256(abi.encode(chainId, directory))];
+        return (c.home, c.relayer);
+    }
+
+    /// @notice Whether the origin event with this key has been relayed here.
+    function originRelayed(bytes32 originKey) external view returns (bool) {
+        return _relayedOrigins[originKey];
+    }
 
     /// @notice Parent and tier of a jurisdiction (tier None if unknown).
     function jurisdiction(bytes32 id) external view returns (bytes32 parent, Tier tier) {
@@ -316,8 +465,20 @@ contract Directory is IDirectory, IDirectorySharing, AccessControl, EIP712 {
 
     // ================================================================ internal: checks
 
-    function _requireNonEmpty(uint256 length) private pure {
+    /// @dev A batch holds at least one submission; a relayed call exactly one (one origin, one submission).
+    function _requireNonEmpty(uint256 length) private view {
         if (length == 0) revert DirectoryBatchEmpty();
+        if (length != 1 && _relayDirectory != address(0)) revert RelayCallInvalid(msg.sig);
+    }
+
+    /// @dev In relay mode, `jurisdictionId` must be the child's home or below it (no-op for local submissions).
+    function _requireRelayScope(bytes32 jurisdictionId) private view {
+        if (_relayDirectory == address(0)) return;
+        bytes32 cursor = jurisdictionId;
+        while (cursor != _relayHome) {
+            if (cursor == bytes32(0)) revert RelayOutsideChild(_relayHome, jurisdictionId);
+            cursor = _jurisdictions[cursor].parent;
+        }
     }
 
     function _requireCode(string calldata code) private pure {
@@ -342,13 +503,29 @@ contract Directory is IDirectory, IDirectorySharing, AccessControl, EIP712 {
     }
 
     /// @dev Checks deadline, recovers the EIP-712 signer (OpenZeppelin ECDSA: 65 bytes, low s) and spends the nonce.
+    /// @dev Relayed: the signature is checked under the child's EIP-712 domain (its chain id and address), the
+    ///      deadline is not (it was met at the origin) and the nonce is spent in the child's nonce space here.
     function _authenticate(bytes32 structHash, uint256 nonce, uint256 deadline, bytes calldata signature)
         private
         returns (address signer)
     {
+        if (_relayDirectory != address(0)) {
+            bytes32 domain = keccak256(
+                abi.encode(
+                    EIP712_DOMAIN_TYPEHASH,
+                    keccak256(bytes(DOMAIN_NAME)),
+                    keccak256(bytes(DOMAIN_VERSION)),
+                    _relayChainId,
+                    _relayDirectory
+                )
+            );
+            signer = ECDSA.recover(MessageHashUtils.toTypedDataHash(domain, structHash), signature);
+            _useNonce(_relayNonces[domain], signer, nonce);
+            return signer;
+        }
         if (deadline < block.timestamp) revert SubmissionExpired(deadline, block.timestamp);
         signer = ECDSA.recover(_hashTypedDataV4(structHash), signature);
-        _useNonce(signer, nonce);
+        _useNonce(_nonceBitmap, signer, nonce);
     }
 
     /// @dev The one validator of the record state machine: reverts with the current and the expected status.
@@ -357,6 +534,16 @@ contract Directory is IDirectory, IDirectorySharing, AccessControl, EIP712 {
         pure
     {
         if (current != expected) revert RecordStatusInvalid(kind, code, current, expected);
+    }
+
+    /// @dev A decision or revocation needs the period still open (relayed ones were checked at their origin)
+    ///      and, when relayed, a request of a catalog the child serves.
+    function _requireOpenPeriod(bytes32 id, SharingState storage r) private view {
+        if (_relayDirectory != address(0)) {
+            _requireRelayScope(_departmentJurisdiction[r.owner]);
+        } else if (block.timestamp >= r.end) {
+            revert SharingPeriodOver(id, r.end, block.timestamp);
+        }
     }
 
     /// @dev An approval needs the catalog still active at the requested version and still shareable.
@@ -428,17 +615,32 @@ contract Directory is IDirectory, IDirectorySharing, AccessControl, EIP712 {
         if (_accountDepartment[signer] != s.department || s.department == bytes32(0)) {
             revert DepartmentAccountNotBound(signer, s.department);
         }
-        bytes32 home = _departmentJurisdiction[s.department];
-        if (home != s.jurisdiction) revert RecordJurisdictionMismatch(home, s.jurisdiction);
+        bytes32 deptHome = _departmentJurisdiction[s.department];
+        if (deptHome != s.jurisdiction) revert RecordJurisdictionMismatch(deptHome, s.jurisdiction);
+        _requireServed(s.jurisdiction);
+    }
+
+    /// @dev A local record belongs to this directory's home (unless home is zero); a relayed one to the child's
+    ///      home or a jurisdiction below it.
+    function _requireServed(bytes32 jurisdictionId) private view {
+        if (_relayDirectory != address(0)) {
+            _requireRelayScope(jurisdictionId);
+        } else if (_home != bytes32(0) && jurisdictionId != _home) {
+            revert DirectoryNotHome(_home, jurisdictionId);
+        }
     }
 
     // ================================================================ internal setters (write, then emit)
 
-    function _useNonce(address signer, uint256 nonce) private {
+    function _useNonce(
+        mapping(address => mapping(uint256 => uint256)) storage bitmap,
+        address signer,
+        uint256 nonce
+    ) private {
         uint256 bit = uint256(1) << (nonce & 0xff);
-        uint256 bits = _nonceBitmap[signer][nonce >> 8];
+        uint256 bits = bitmap[signer][nonce >> 8];
         if (bits & bit != 0) revert SubmissionNonceUsed(signer, nonce);
-        _nonceBitmap[signer][nonce >> 8] = bits | bit;
+        bitmap[signer][nonce >> 8] = bits | bit;
     }
 
     function _addJurisdiction(bytes32 id, JurisdictionSubmission calldata s, address signer) private {

@@ -256,11 +256,18 @@ def test_department_account_set_binds_and_revokes_a_signing_key(world: World) ->
 
 def test_role_granted_and_revoked_by_the_bureau_administrator(chain: Chain) -> None:
     c, admin, relayer = chain.client, chain.administrator, chain.relayer
-    # the constructor granted both roles
+    # the factory's createDirectory (sent by the relayer) initialised the clone, which granted both roles
+    factory = chain.deployment.factory
     deployed = chain.rpc.call("eth_getTransactionReceipt", [chain.deployment.tx_hash])
-    granted = [c.codec.decode_log(log) for log in deployed["logs"]]
-    assert_event(granted[0], "RoleGranted", role=DEFAULT_ADMIN_ROLE, account=admin.address, sender=relayer.address)
-    assert_event(granted[1], "RoleGranted", role=RELAYER_ROLE, account=relayer.address, sender=relayer.address)
+    assert same_value(deployed["to"], factory) and same_value(deployed["from"], relayer.address)
+    logs = deployed["logs"]
+    assert [log["address"].lower() for log in logs] == [c.address.lower()] * 4 + [factory.lower()]
+    granted = [c.codec.decode_log(log) for log in logs[:4]]
+    assert_event(granted[0], "RoleGranted", role=DEFAULT_ADMIN_ROLE, account=admin.address, sender=factory)
+    assert_event(granted[1], "RoleGranted", role=RELAYER_ROLE, account=relayer.address, sender=factory)
+    assert_event(granted[2], "DirectoryInitialized", home=ZERO32, administrator=admin.address, relayer=relayer.address)
+    assert_event(granted[3], "Initialized", version=1)
+    assert c.codec.decode_log(logs[4]) is None  # DirectoryCreated is the factory's event (see test_contract_relay)
 
     bureau = admin_sender(chain)
     newcomer_client, newcomer = outsider_client(chain)
