@@ -365,6 +365,65 @@ class SharingTransitionRow(Base):
     block_timestamp: Mapped[int] = mapped_column(BigInteger)
 
 
+# ---------------------------------------------------------------------------------------- tier relay
+
+
+class RelayCheckpoint(Base):
+    """How far the relay job of one (child, parent) directory pair has read the child: the last child block
+    whose relay items all reached the parent (their receipts mined), its hash (0x-hex; checked against the
+    child chain before every pass to detect a reorganisation deeper than the confirmation depth) and its
+    timestamp (unix seconds; for the lag in seconds).
+
+    Operational state of the relay, not part of the derived index: it is not rebuilt by re-indexing. Losing it
+    is safe — the job reads the child again from its start block and every origin the parent already holds is
+    skipped (the parent's on-chain ``originRelayed`` key)."""
+
+    __tablename__ = "relay_checkpoints"
+
+    child_chain_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    child_directory: Mapped[str] = mapped_column(String(ADDRESS), primary_key=True)
+    parent_chain_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    parent_directory: Mapped[str] = mapped_column(String(ADDRESS), primary_key=True)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    block_hash: Mapped[str] = mapped_column(String(HASH))
+    block_timestamp: Mapped[int] = mapped_column(BigInteger)
+
+
+class RelayFailure(Base):
+    """A relay item the parent refused (or that could not be rebuilt), kept until it goes in.
+
+    Keyed by the (child, parent) pair and the origin's at-most-once key (``origin_key``, 0x-hex). ``origin_*``
+    locate the log where the submission was first recorded; ``via_tx_hash``/``via_log_index`` the child's
+    ``Relayed`` log when the origin lies further down (else null). ``child_block``/``child_log_index`` the child
+    log the item was read from (retries go in this order). ``call`` is the single-submission call (0x-hex;
+    ``0x`` when it could not be rebuilt — not retried), ``method``/``event``/``code`` describe it, ``reason`` is
+    the latest refusal (a decoded custom error) and ``attempts`` counts them."""
+
+    __tablename__ = "relay_failures"
+
+    child_chain_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    child_directory: Mapped[str] = mapped_column(String(ADDRESS), primary_key=True)
+    parent_chain_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    parent_directory: Mapped[str] = mapped_column(String(ADDRESS), primary_key=True)
+    origin_key: Mapped[str] = mapped_column(String(HASH), primary_key=True)
+    origin_chain_id: Mapped[int] = mapped_column(BigInteger)
+    origin_directory: Mapped[str] = mapped_column(String(ADDRESS))
+    origin_tx_hash: Mapped[str] = mapped_column(String(HASH))
+    origin_block_number: Mapped[int] = mapped_column(BigInteger)
+    origin_block_hash: Mapped[str] = mapped_column(String(HASH))
+    origin_log_index: Mapped[int] = mapped_column(Integer)
+    via_tx_hash: Mapped[str | None] = mapped_column(String(HASH))
+    via_log_index: Mapped[int | None] = mapped_column(Integer)
+    child_block: Mapped[int] = mapped_column(BigInteger)
+    child_log_index: Mapped[int] = mapped_column(Integer)
+    method: Mapped[str] = mapped_column(String(32))
+    event: Mapped[str] = mapped_column(String(64))
+    code: Mapped[str] = mapped_column(Text)
+    call: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer)
+
+
 # ---------------------------------------------------------------------------------------- engine
 
 
