@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -215,3 +216,71 @@ def kpis(
         table.add_row(f"{j['code']} {j['name']} ({j['tier']})", *(_percent(j[n]) for n in KPI_NAMES))
     console.print(table)
     console.print(f"targets: {doc['targets_source']}")
+
+
+@app.command()
+def sync(
+    child_rpc: Annotated[str, typer.Option(help="JSON-RPC URL of the child directory's chain")],
+    child_directory: Annotated[str, typer.Option(help="address of the child directory")],
+    parent_rpc: Annotated[str, typer.Option(help="JSON-RPC URL of the parent directory's chain")],
+    parent_directory: Annotated[str, typer.Option(help="address of the parent directory")],
+    confirmations: Annotated[int, typer.Option(help="child blocks left unread below its head")] = 0,
+    start_block: Annotated[int, typer.Option(help="first child block when there is no checkpoint")] = 0,
+    follow: Annotated[bool, typer.Option(help="keep relaying until interrupted")] = False,
+    interval: Annotated[float, typer.Option(help="seconds between passes with --follow")] = 2.0,
+    relayer: Annotated[str, typer.Option(help="keystore label of the relayer key the parent authorised")] = "sync",
+) -> None:
+    """Relay a child directory's confirmed records to its parent (the municipal chain integration job): one pass,
+    or continuously with --follow. Checkpoints live in DIRCHAIN_DATABASE_URL; a refused record is reported
+    with its origin and reason and does not stop the others. Exits 1 if any record was refused."""
+    import time
+
+    from eth_utils import to_checksum_address
+
+    from chain.directory import DirectoryClient
+    from chain.journal import FileJournal
+    from chain.logs import LogFetcher
+    from chain.rpc import Rpc
+    from chain.sender import TxSender
+    from registry.db import make_engine, migrate, session_factory
+    from registry.errors import ReorgDetected
+    from registry.keystore import Keystore
+    from registry.sync import RelayJob
+
+    s = settings()
+    child_rpc_client, parent_rpc_client = Rpc(child_rpc), Rpc(parent_rpc)
+    child_chain = int(child_rpc_client.call("eth_chainId", []), 16)
+    parent_chain = int(parent_rpc_client.call("eth_chainId", []), 16)
+    account = Keystore(s.home / "keys", s.keystore_password).account(relayer)
+    journal = FileJournal(s.home / "journal" / f"{parent_chain}-{account.address}.jsonl")
+    parent = DirectoryClient(parent_rpc_client, parent_directory, parent_chain,
+                             TxSender(parent_rpc_client, account, journal, parent_chain))
+    migrate(s.database_url)
+    job = RelayJob(LogFetcher.from_rpc(child_rpc_client, to_checksum_address(child_directory)), parent.codec,
+                   child_chain, child_directory, parent, session_factory(make_engine(s.database_url)),
+                   confirmations=confirmations, start_block=start_block)
+    console.print(f"relaying {child_chain}:{job.directory} → {parent_chain}:{parent.address} as {account.address}")
+    refused = False
+    while True:
+        try:
+            with Progress(TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(),
+                          TimeElapsedColumn(), console=console, transient=True) as bar:
+                task = bar.add_task("child blocks", total=None)
+                report = job.run_once(progress=partial(_advance, bar, task))
+        except ReorgDetected as exc:
+            console.print(f"[red]reorganisation deeper than {confirmations} confirmations: {exc}; "
+                          "nothing applied[/red]")
+            raise typer.Exit(2) from exc
+        console.print(report.summary())
+        for item in report.failed:
+            refused = True
+            console.print(f"[red]refused {item.what} from {item.origin}: {item.reason} (attempt {item.attempts})[/red]")
+        if not follow:
+            break
+        time.sleep(interval)
+    raise typer.Exit(1 if refused else 0)
+
+
+def _advance(bar: Progress, task: TaskID, done: int, total: int) -> None:
+    bar.update(task, completed=done, total=max(total, 1))
+
