@@ -194,3 +194,4 @@ def dump_index(session: Session) -> dict[str, list[tuple[Any, ...]]]:
         stmt = select(*table.columns).order_by(*table.primary_key.columns)
         out[table.name] = [tuple(r) for r in session.execute(stmt).all()]
     return out
+

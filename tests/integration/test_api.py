@@ -330,3 +330,24 @@ def test_oversized_body_is_refused(loaded: tuple[Service, TestClient, LoadSummar
     assert reply.status_code == 413
     assert reply.json()["type"] == "/problems/body-too-large" and str(limit) in reply.json()["detail"]
     _assert_nothing_written(service, client, head, total)
+
+
+def test_metrics_expose_head_cursor_lag_and_counts(loaded: tuple[Service, TestClient, LoadSummary]) -> None:
+    service, client, _ = loaded
+    reply = client.get("/metrics")
+    assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/plain")
+    values: dict[str, float] = {}
+    for line in reply.text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            values[name] = float(value)
+    labels = f'chain_id="{service.client.chain_id}",directory="{service.client.address}"'
+    head = _head(service)
+    assert values[f"dirchain_chain_up{{{labels}}}"] == 1
+    assert values[f"dirchain_chain_head_block{{{labels}}}"] == head
+    cursor = client.get("/health").json()["cursor"]
+    assert values[f"dirchain_index_cursor_block{{{labels}}}"] == cursor
+    assert values[f"dirchain_index_lag_blocks{{{labels}}}"] == head - cursor
+    assert values[f"dirchain_index_lag_seconds{{{labels}}}"] >= 0
+    assert values[f'dirchain_index_rows{{{labels},kind="catalogs"}}'] == client.get("/catalogs").json()["total"]
+    assert values[f"dirchain_submissions_queued{{{labels}}}"] == 0
