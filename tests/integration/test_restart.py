@@ -29,11 +29,25 @@ def _wait_for_load(api: str, proc: subprocess.Popen[str], timeout_s: float = 120
             loaded = health["counts"]["catalogs"] == 22 and health["counts"]["sharing_requests"] == 6
             expired = httpx.get(f"{api}/grants", params={"status": "expired"}, timeout=2).json()["total"] == 1
             if loaded and expired and health["lag_blocks"] == 0 and health["pending_submissions"] == 0:
-                return dict(health)
+                return _settled(api, dict(health), deadline)
         except httpx.HTTPError:
             pass
         time.sleep(0.25)
     raise AssertionError("the seed directory and its sharing requests were not loaded in time")
+
+
+def _settled(api: str, health: dict[str, object], deadline: float, quiet_s: float = 3.0) -> dict[str, object]:
+    """``health`` once the chain head and the index have not moved for ``quiet_s`` seconds (the demo load's
+    last steps — the expiry job's transaction, the loader's final checks — are over)."""
+    stable_since = time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        now = httpx.get(f"{api}/health", timeout=2).json()
+        if (now["head"], now["cursor"], now["counts"]) != (health["head"], health["cursor"], health["counts"]):
+            health, stable_since = dict(now), time.monotonic()
+        elif time.monotonic() - stable_since >= quiet_s:
+            return health
+    raise AssertionError("the chain head did not settle")
 
 
 def _up(home: Path, port: int, anvil_port: int) -> subprocess.Popen[str]:
