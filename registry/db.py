@@ -21,7 +21,7 @@ guaranteed by the contract and only indexed, so an index that starts mid-chain c
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     BigInteger,
@@ -36,7 +36,7 @@ from sqlalchemy import (
     event,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, declared_attr, mapped_column, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 #: Folder holding the Alembic environment (``env.py``, ``versions/``), shipped as package data.
@@ -209,18 +209,16 @@ class CatalogRow(Base):
     updated_at: Mapped[int] = mapped_column(BigInteger)
 
 
-class CatalogVersionRow(Base):
-    """One catalog version event (register / update / retire) exactly as on chain, plus its check.
+class _VersionColumns:
+    """Columns of one version event of a catalog or system (the two version tables are alike but for the
+    table their ``code`` refers to, ``_current_table``)."""
 
-    ``record`` is the raw record bytes decoded as UTF-8 (undecodable bytes replaced by U+FFFD; the
-    exact bytes stay in ``chain_events.args``), null for a retire; ``digest`` null for a retire.
-    ``valid`` is False with an ``invalid_reason`` when the bytes are not the canonical JSON of a
-    valid record matching the event's code, jurisdiction, department (and source system).
-    """
+    _current_table: ClassVar[str]
 
-    __tablename__ = "catalog_versions"
+    @declared_attr
+    def code(cls) -> Mapped[str]:
+        return mapped_column(String(64), ForeignKey(f"{cls._current_table}.code"), primary_key=True, sort_order=-1)
 
-    code: Mapped[str] = mapped_column(String(64), ForeignKey("catalogs.code"), primary_key=True)
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
     action: Mapped[str] = mapped_column(String(16))
     digest: Mapped[str | None] = mapped_column(String(HASH))
@@ -236,6 +234,19 @@ class CatalogVersionRow(Base):
     block_timestamp: Mapped[int] = mapped_column(BigInteger)
     valid: Mapped[bool] = mapped_column(Boolean)
     invalid_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class CatalogVersionRow(_VersionColumns, Base):
+    """One catalog version event (register / update / retire) exactly as on chain, plus its check.
+
+    ``record`` is the raw record bytes decoded as UTF-8 (undecodable bytes replaced by U+FFFD; the
+    exact bytes stay in ``chain_events.args``), null for a retire; ``digest`` null for a retire.
+    ``valid`` is False with an ``invalid_reason`` when the bytes are not the canonical JSON of a
+    valid record matching the event's code, jurisdiction, department (and source system).
+    """
+
+    __tablename__ = "catalog_versions"
+    _current_table: ClassVar[str] = "catalogs"
 
 
 class SystemRow(Base):
@@ -268,27 +279,11 @@ class SystemRow(Base):
     updated_at: Mapped[int] = mapped_column(BigInteger)
 
 
-class SystemVersionRow(Base):
+class SystemVersionRow(_VersionColumns, Base):
     """One system version event, as :class:`CatalogVersionRow`."""
 
     __tablename__ = "system_versions"
-
-    code: Mapped[str] = mapped_column(String(64), ForeignKey("systems.code"), primary_key=True)
-    version: Mapped[int] = mapped_column(Integer, primary_key=True)
-    action: Mapped[str] = mapped_column(String(16))
-    digest: Mapped[str | None] = mapped_column(String(HASH))
-    record: Mapped[str | None] = mapped_column(Text)
-    signer: Mapped[str] = mapped_column(String(ADDRESS))
-    nonce: Mapped[str] = mapped_column(String(80))
-    deadline: Mapped[str] = mapped_column(String(80))
-    signature: Mapped[str] = mapped_column(Text)
-    tx_hash: Mapped[str] = mapped_column(String(HASH))
-    log_index: Mapped[int] = mapped_column(Integer)
-    block_number: Mapped[int] = mapped_column(BigInteger)
-    block_hash: Mapped[str] = mapped_column(String(HASH))
-    block_timestamp: Mapped[int] = mapped_column(BigInteger)
-    valid: Mapped[bool] = mapped_column(Boolean)
-    invalid_reason: Mapped[str | None] = mapped_column(Text)
+    _current_table: ClassVar[str] = "systems"
 
 
 # ---------------------------------------------------------------------------------------- sharing
