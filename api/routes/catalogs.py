@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, status
 
 from api.deps import ServicesDep, SessionDep
 from api.problems import ApiProblem
-from api.routes.records import parse_record, versions_public
+from api.routes.records import parse_record, relay_record, versions_public
 from api.schemas import CatalogCreate, CatalogDetail, CatalogPublic, Page, RetirementCreate, SubmissionAccepted
 from registry import queries
 from registry.db import CatalogRow
@@ -49,29 +49,13 @@ async def submit_catalog(body: CatalogCreate, services: ServicesDep) -> Submissi
     replayed nonce or version conflict (409), an expired deadline (422).
     """
     msg = record_message(body.record, body.action, body.version, body.nonce, body.deadline)
-    tx_hash, signer = await services.relay.submit(msg, body.signature, body.record.code)
-    return SubmissionAccepted(
-        tx_hash=tx_hash,
-        signer=signer,
-        primary_type=msg.primary,
-        code=body.record.code,
-        version=body.version,
-        digest="0x" + msg.message["digest"].hex(),
-        status_url=f"/submissions/{tx_hash}",
-        record_url=f"/catalogs/{body.record.code}",
-    )
-
+    return await relay_record(services, msg, body.signature, body.record.code, body.version, "catalogs")
 
 @router.post("/{code:path}/retirement", status_code=status.HTTP_202_ACCEPTED, response_model=SubmissionAccepted)
 async def retire_catalog(code: str, body: RetirementCreate, services: ServicesDep) -> SubmissionAccepted:
     """Relay a catalog retirement signed by its department (the catalog accepts no further versions)."""
     msg = retire_message("catalog", code, body.jurisdiction, body.department, body.version, body.nonce, body.deadline)
-    tx_hash, signer = await services.relay.submit(msg, body.signature, code)
-    return SubmissionAccepted(
-        tx_hash=tx_hash, signer=signer, primary_type=msg.primary, code=code, version=body.version,
-        status_url=f"/submissions/{tx_hash}", record_url=f"/catalogs/{code}",
-    )
-
+    return await relay_record(services, msg, body.signature, code, body.version, "catalogs")
 
 @router.get("", response_model=Page[CatalogPublic])
 def list_catalogs(

@@ -6,7 +6,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from api.schemas import VersionPublic
+from api.deps import Services
+from api.schemas import SubmissionAccepted, VersionPublic
+from registry.messages import Message
 
 
 def parse_record(text: str | None) -> Any:
@@ -40,3 +42,24 @@ def versions_public(rows: Sequence[Any]) -> list[VersionPublic]:
         )
         for r in rows
     ]
+
+
+async def relay_record(
+    services: Services, msg: Message, signature: str, code: str, version: int, collection: str
+) -> SubmissionAccepted:
+    """Relay a signed catalog or system message and answer 202: the transaction hash, the signer, the digest
+    (register/update), where to follow the submission and where the record appears once indexed
+    (``/{collection}/{code}``). Raises the relay's ApiProblem (4xx) when the submission is refused."""
+    tx_hash, signer = await services.relay.submit(msg, signature, code)
+    digest = msg.message.get("digest", b"")
+    return SubmissionAccepted(
+        tx_hash=tx_hash,
+        signer=signer,
+        primary_type=msg.primary,
+        code=code,
+        version=version,
+        digest="0x" + digest.hex() if msg.record else None,
+        status_url=f"/submissions/{tx_hash}",
+        record_url=f"/{collection}/{code}",
+    )
+

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, status
 
 from api.deps import ServicesDep, SessionDep
 from api.problems import ApiProblem
-from api.routes.records import parse_record, versions_public
+from api.routes.records import parse_record, relay_record, versions_public
 from api.schemas import Page, RetirementCreate, SubmissionAccepted, SystemCreate, SystemDetail, SystemPublic
 from registry import queries
 from registry.db import SystemRow
@@ -42,29 +42,13 @@ def _public(r: SystemRow) -> SystemPublic:
 async def submit_system(body: SystemCreate, services: ServicesDep) -> SubmissionAccepted:
     """Relay an information-system version signed by its department (EIP-712 ``System``); errors as for catalogs."""
     msg = record_message(body.record, body.action, body.version, body.nonce, body.deadline)
-    tx_hash, signer = await services.relay.submit(msg, body.signature, body.record.code)
-    return SubmissionAccepted(
-        tx_hash=tx_hash,
-        signer=signer,
-        primary_type=msg.primary,
-        code=body.record.code,
-        version=body.version,
-        digest="0x" + msg.message["digest"].hex(),
-        status_url=f"/submissions/{tx_hash}",
-        record_url=f"/systems/{body.record.code}",
-    )
-
+    return await relay_record(services, msg, body.signature, body.record.code, body.version, "systems")
 
 @router.post("/{code:path}/retirement", status_code=status.HTTP_202_ACCEPTED, response_model=SubmissionAccepted)
 async def retire_system(code: str, body: RetirementCreate, services: ServicesDep) -> SubmissionAccepted:
     """Relay a system retirement signed by its department."""
     msg = retire_message("system", code, body.jurisdiction, body.department, body.version, body.nonce, body.deadline)
-    tx_hash, signer = await services.relay.submit(msg, body.signature, code)
-    return SubmissionAccepted(
-        tx_hash=tx_hash, signer=signer, primary_type=msg.primary, code=code, version=body.version,
-        status_url=f"/submissions/{tx_hash}", record_url=f"/systems/{code}",
-    )
-
+    return await relay_record(services, msg, body.signature, code, body.version, "systems")
 
 @router.get("", response_model=Page[SystemPublic])
 def list_systems(

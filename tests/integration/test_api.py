@@ -20,7 +20,7 @@ from dirchain.service import Service
 from registry.canonical import record_json
 from registry.keystore import Keystore
 from registry.loader import DirectoryLoader, LoadSummary, read_sharing
-from registry.messages import Message, record_message
+from registry.messages import Message, record_message, retire_message
 from registry.models import CatalogRecord
 from registry.seed import Directory, read_directory
 from tests.integration.conftest import next_nonce
@@ -351,3 +351,49 @@ def test_metrics_expose_head_cursor_lag_and_counts(loaded: tuple[Service, TestCl
     assert values[f"dirchain_index_lag_seconds{{{labels}}}"] >= 0
     assert values[f'dirchain_index_rows{{{labels},kind="catalogs"}}'] == client.get("/catalogs").json()["total"]
     assert values[f"dirchain_submissions_queued{{{labels}}}"] == 0
+
+
+@pytest.mark.parametrize("collection", ["catalogs", "systems"])
+def test_retirement_through_the_api(
+    loaded: tuple[Service, TestClient, LoadSummary], seed: Directory, collection: str
+) -> None:
+    """The owner retires a record at its next version; it stays readable, retired, and takes no further version."""
+    service, client, _ = loaded
+    keys = _keystore(service.settings.home)
+    if collection == "catalogs":
+        record, dept = _new_catalog(seed, "110101", f"RET{collection[:3].upper()}")
+        reply = client.post("/catalogs", json=_catalog_body(client, keys.account(dept), record))
+    else:
+        base = seed.systems[0]
+        owner = next(d for d in seed.departments if d.code == base.owner_code)
+        record = base.model_copy(update={"code": "SRETIRE01", "name": "待下线系统"})
+        nonce, deadline = next_nonce(), int(time.time()) + 600
+        sig = _sign(client, keys.account(owner.code), record_message(record, "register", 1, nonce, deadline))
+        reply = client.post("/systems", json={"action": "register", "version": 1, "record": record_json(record),
+                                              "nonce": nonce, "deadline": deadline, "signature": "0x" + sig.hex()})
+        dept = owner.code
+    assert reply.status_code == 202, reply.text
+    wait_indexed(client, reply.json()["tx_hash"])
+    kind = "catalog" if collection == "catalogs" else "system"
+    nonce, deadline = next_nonce(), int(time.time()) + 600
+    msg = retire_message(kind, record.code, record.jurisdiction, dept, 2, nonce, deadline)
+    body = {"version": 2, "jurisdiction": record.jurisdiction, "department": dept, "nonce": nonce,
+            "deadline": deadline, "signature": "0x" + _sign(client, keys.account(dept), msg).hex()}
+    reply = client.post(f"/{collection}/{record.code}/retirement", json=body)
+    assert reply.status_code == 202, reply.text
+    accepted = reply.json()
+    assert accepted["digest"] is None and accepted["version"] == 2
+    assert accepted["record_url"] == f"/{collection}/{record.code}"
+    wait_indexed(client, accepted["tx_hash"])
+    detail = client.get(f"/{collection}/{record.code}").json()
+    assert [v["action"] for v in detail["versions"]] == ["register", "retire"]
+    assert detail["status" if collection == "catalogs" else "lifecycle"] == "retired"
+    assert detail["record"]["code"] == record.code  # the last committed content stays readable
+    # a retired record takes no further version, and the refusal writes nothing
+    head = _head(service)
+    nonce = next_nonce()
+    msg = retire_message(kind, record.code, record.jurisdiction, dept, 3, nonce, deadline)
+    again = {**body, "version": 3, "nonce": nonce, "signature": "0x" + _sign(client, keys.account(dept), msg).hex()}
+    reply = client.post(f"/{collection}/{record.code}/retirement", json=again)
+    assert reply.status_code == 409 and reply.json()["error"]["name"] == "RecordStatusInvalid"
+    assert _head(service) == head
