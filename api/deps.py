@@ -3,26 +3,39 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.relay import Relay
-from chain.directory import DirectoryClient
+from registry.directories import Directories, TierChain
+from registry.tiers import ChildLag
 
 
 @dataclass
 class Services:
-    """Everything a request may need: the relaying directory client, the index, the relay front, and
-    ``indexer_error`` — the indexer's last unrecovered error (None while it is healthy)."""
+    """Everything a request may need: the service's ``directories`` (routing, clients, batchers, chains), the
+    index, the relay front, ``indexer_error`` — the indexers' last unrecovered error (None while healthy) — and
+    ``lags`` — each child directory's relay lag (empty without tiers) — and ``sync_rounds`` — tier-sync rounds
+    completed."""
 
-    client: DirectoryClient
+    directories: Directories
     sessions: sessionmaker[Session]
     relay: Relay
-    confirmations: int = 0
     indexer_error: Callable[[], str | None] = lambda: None
+    lags: Callable[[], list[ChildLag]] = field(default=lambda: [])
+    sync_rounds: Callable[[], int] = lambda: 0
+
+    @property
+    def chains(self) -> list[TierChain]:
+        """The chains the service writes to and indexes, the city's first."""
+        return sorted(self.directories.chains.values(), key=lambda c: c.name != "city")
+
+    def pending(self) -> int:
+        """Submissions queued in every directory's batcher, not yet in a transaction."""
+        return sum(t.batcher.pending() for t in self.directories.targets())
 
 
 def get_services(request: Request) -> Services:

@@ -1,4 +1,5 @@
-"""The API's submission front: check the signature, simulate, reserve, hand to the batcher.
+"""The API's submission front: choose the directory, check the signature, simulate, reserve, hand to the
+directory's batcher.
 
 Nothing reaches the chain unless its simulation passes, so a rejected submission writes nothing;
 two identical submissions in flight at once are refused (409) before either is simulated.
@@ -15,62 +16,78 @@ from starlette.concurrency import run_in_threadpool
 from api.problems import ApiProblem, revert_problem
 from chain import eip712
 from chain.batcher import Batcher
-from chain.directory import DirectoryClient, to_struct
+from chain.directory import to_struct
 from chain.errors import ContractRevert, SignatureError, UnknownRevert
+from registry.directories import Directories, RouteError, Target
 from registry.messages import Message
 
 
 class Relay:
-    """Relays signed messages through ``batcher``; ``timeout_s`` bounds the wait for a transaction hash."""
+    """Relays signed messages to the directory :meth:`Directories.route` chooses, through its batcher;
+    ``timeout_s`` bounds the wait for a transaction hash."""
 
-    def __init__(self, client: DirectoryClient, batcher: Batcher, timeout_s: float = 60.0) -> None:
-        self.client = client
-        self.batcher = batcher
+    def __init__(self, directories: Directories, timeout_s: float = 60.0) -> None:
+        self.directories = directories
         self.timeout_s = timeout_s
-        self._inflight: dict[tuple[str, str], str] = {}
+        self._inflight: dict[tuple[str, str], tuple[str, Batcher | None]] = {}
         self._lock = threading.Lock()
 
     def _reserve(self, keys: list[tuple[str, str]]) -> None:
         with self._lock:
             for key in keys:
-                tx = self._inflight.get(key)
-                if tx is not None:
-                    outcome = self.batcher.outcome(tx) if tx != "?" else None
-                    if tx == "?" or outcome is None or outcome.status == "pending":
+                held = self._inflight.get(key)
+                if held is not None:
+                    tx, batcher = held
+                    outcome = batcher.outcome(tx) if batcher is not None else None
+                    if batcher is None or outcome is None or outcome.status == "pending":
                         raise ApiProblem(409, "in-flight", "An identical submission is in flight",
                                          f"{key[0]} {key[1]} is already being submitted ({tx})")
             for key in keys:
-                self._inflight[key] = "?"
+                self._inflight[key] = ("?", None)
 
-    def _settle(self, keys: list[tuple[str, str]], tx_hash: str | None) -> None:
+    def _settle(self, keys: list[tuple[str, str]], tx_hash: str | None, batcher: Batcher | None) -> None:
         with self._lock:
             for key in keys:
                 if tx_hash is None:
                     self._inflight.pop(key, None)
                 else:
-                    self._inflight[key] = tx_hash
+                    self._inflight[key] = (tx_hash, batcher)
+
+    def outcome_known(self, tx_hash: str) -> bool:
+        """Whether a batcher of this service sent (or is sending) transaction ``tx_hash``."""
+        return any(t.batcher.outcome(tx_hash) is not None for t in self.directories.targets())
+
+    async def route(self, msg: Message) -> Target:
+        """The directory ``msg`` goes to; 422 ``unknown-reference`` if it names something not indexed."""
+        try:
+            return await run_in_threadpool(self.directories.route, msg)
+        except RouteError as exc:
+            raise ApiProblem(422, "unknown-reference", "The submission names something the directory does not hold",
+                             str(exc)) from exc
 
     async def submit(self, msg: Message, signature_hex: str, code_key: str) -> tuple[str, str]:
         """Relay one signed message; returns (transaction hash, signer address).
 
-        Raises :class:`ApiProblem`: 400 for a malformed signature, 409 for a duplicate in flight,
-        4xx mapped from the contract's custom error when the simulation reverts.
+        Raises :class:`ApiProblem`: 400 for a malformed signature, 409 for a duplicate in flight, 422 when the
+        directory cannot be chosen, 4xx mapped from the contract's custom error when the simulation reverts.
         """
         signature = bytes.fromhex(signature_hex[2:])
+        target = await self.route(msg)
+        client = target.client
         try:
-            signer = eip712.recover(self.client.typed_data(msg.primary, msg.message), signature)
+            signer = eip712.recover(client.typed_data(msg.primary, msg.message), signature)
         except SignatureError as exc:
             raise ApiProblem(400, "invalid-signature", "The signature is not acceptable", exc.reason) from exc
         struct: tuple[Any, ...] = to_struct(msg.primary, msg.message, signature, msg.record)
-        keys = [("nonce", f"{signer}:{msg.message['nonce']}"), (msg.primary, code_key)]
+        keys = [("nonce", f"{client.address}:{signer}:{msg.message['nonce']}"), (msg.primary, code_key)]
         self._reserve(keys)
         tx_hash: str | None = None
         try:
-            await run_in_threadpool(self.client.simulate, msg.primary, [struct])
-            future = self.batcher.submit(msg.primary, struct)
+            await run_in_threadpool(client.simulate, msg.primary, [struct])
+            future = target.batcher.submit(msg.primary, struct)
             tx_hash = await asyncio.wait_for(asyncio.wrap_future(future), timeout=self.timeout_s)
         except (ContractRevert, UnknownRevert) as exc:
             raise revert_problem(exc) from exc
         finally:
-            self._settle(keys, tx_hash)
+            self._settle(keys, tx_hash, target.batcher)
         return tx_hash, signer

@@ -96,6 +96,7 @@ class SubmissionStatus(BaseModel):
     status: Literal["pending", "mined", "indexed", "reverted", "unknown"]
     block_number: int | None = None
     gas_used: int | None = None
+    chain_id: int | None = None
 
 
 class VersionPublic(BaseModel):
@@ -203,17 +204,53 @@ class DepartmentPublic(BaseModel):
     block_number: int
 
 
-class Health(BaseModel):
-    """Chain head and indexer cursor (blocks); ``lag_blocks`` = head − cursor."""
+class ChainHealth(BaseModel):
+    """One chain the service indexes: ``name`` (``city``/``district``), head and indexer cursor (blocks) of
+    the directories made by ``factory``; ``lag_blocks`` = head − cursor; ``confirmations`` the indexer and the
+    relay jobs reading this chain stay behind head (blocks)."""
 
-    status: Literal["ok", "degraded"]
-    indexer_error: str | None = None
+    name: str
     chain_id: int
-    directory: str
+    factory: str
     head: int | None
     cursor: int | None
     lag_blocks: int | None
     confirmations: int
+
+
+class ChildLagPublic(BaseModel):
+    """A child directory's relay to its parent: home ``jurisdiction`` and ``tier``, where it and its parent live,
+    the child chain's ``head`` and the lag behind it in ``blocks`` and ``seconds`` after the latest pass, items
+    ``relayed`` since the service started, refused items still ``failing``, and the latest pass's ``error``."""
+
+    jurisdiction: str
+    tier: str
+    chain_id: int
+    directory: str
+    parent_chain_id: int
+    parent_directory: str
+    head: int
+    blocks: int
+    seconds: int
+    relayed: int
+    failing: int
+    error: str | None
+
+
+class Health(BaseModel):
+    """The city chain's head and indexer cursor (blocks; ``lag_blocks`` = head − cursor), every chain's
+    (``chains``), each child directory's relay lag (``children``), queued submissions and index counts."""
+
+    status: Literal["ok", "degraded"]
+    indexer_error: str | None = None
+    chain_id: int
+    head: int | None
+    cursor: int | None
+    lag_blocks: int | None
+    confirmations: int
+    chains: list[ChainHealth]
+    children: list[ChildLagPublic]
+    sync_rounds: int
     pending_submissions: int
     counts: dict[str, int]
 
@@ -386,3 +423,46 @@ class KpisPublic(BaseModel):
     targets_source: str
     overall: KpiFiguresPublic
     jurisdictions: list[JurisdictionKpisPublic]
+
+
+# ---------------------------------------------------------------------------------------- provenance
+
+
+class HolderPublic(BaseModel):
+    """A directory holding a version: home ``jurisdiction`` and ``tier``, ``chain_id``, ``directory``, and the log
+    recording the version there; for a relayed copy the ``Relayed`` event's log index and the origin key."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    jurisdiction: str | None
+    tier: str | None
+    chain_id: int
+    directory: str
+    tx_hash: str
+    block_number: int
+    block_hash: str | None
+    log_index: int
+    block_timestamp: int
+    relayed_log_index: int | None
+    origin_key: str | None
+
+
+class VersionProvenancePublic(BaseModel):
+    """One version's origin and chain of custody (``custody``: top tier first, the origin last)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    version: int
+    action: str
+    digest: str | None
+    signer: str
+    origin: HolderPublic
+    custody: list[HolderPublic]
+
+
+class Provenance(BaseModel):
+    """Where each version of a catalog or system was first recorded and which directories above hold it."""
+
+    kind: Literal["catalog", "system"]
+    code: str
+    versions: list[VersionProvenancePublic]

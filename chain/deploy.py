@@ -76,6 +76,43 @@ def create_directory(
     )
 
 
+def predict_directory(rpc: Rpc, factory: str, creator: str, home: bytes) -> str:
+    """Checksummed address ``factory.createDirectory`` gives (or gave) ``creator`` for ``home`` (CREATE2, so
+    known before the directory exists): the factory's ``predictDirectory`` view."""
+    data = keccak(text="predictDirectory(address,bytes32)")[:4] + abi_encode(
+        ["address", "bytes32"], [to_checksum_address(creator), home]
+    )
+    result = rpc.call("eth_call", [{"to": to_checksum_address(factory), "data": "0x" + data.hex()}, "latest"])
+    return to_checksum_address("0x" + str(result)[-40:])
+
+
+def factory_implementation(rpc: Rpc, factory: str) -> str:
+    """Checksummed address of the Directory implementation behind ``factory``'s clones (``IMPLEMENTATION()``)."""
+    data = keccak(text="IMPLEMENTATION()")[:4]
+    result = rpc.call("eth_call", [{"to": to_checksum_address(factory), "data": "0x" + data.hex()}, "latest"])
+    return to_checksum_address("0x" + str(result)[-40:])
+
+
+def load_or_deploy_factory(sender: TxSender, home: Path) -> tuple[Deployment, bool]:
+    """The DirectoryFactory recorded for this chain under ``home`` (``deployments/<chain id>-factory.json``), or
+    one deployed (with its implementation) and recorded now; the bool says whether it was deployed now. The
+    Deployment's ``address`` and ``factory`` are both the factory's, ``block_number`` its deployment block.
+    Raises :class:`DeploymentError` for a record of a factory the chain does not have (a reset chain)."""
+    path = home / "deployments" / f"{sender.chain_id}-factory.json"
+    if path.exists():
+        dep = Deployment(**json.loads(path.read_text(encoding="utf-8")))
+        if sender.rpc.call("eth_getCode", [dep.address, "latest"]) in (None, "0x", "0x0"):
+            raise DeploymentError(f"{path} records a DirectoryFactory at {dep.address} but chain {sender.chain_id} "
+                                  "has no code there: the chain was reset; remove the file to deploy afresh")
+        return dep, False
+    before = int(sender.rpc.call("eth_blockNumber", []), 16)
+    factory = deploy_factory(sender)
+    dep = Deployment(address=factory, block_number=before, tx_hash="", chain_id=sender.chain_id, factory=factory)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(asdict(dep), indent=2) + "\n", encoding="utf-8")
+    return dep, True
+
+
 def deploy_directory(sender: TxSender, administrator: str, relayer: str, home: bytes = b"\x00" * 32) -> Deployment:
     """Deploy implementation and factory, then clone one directory for ``home``; see :func:`create_directory`."""
     return create_directory(sender, deploy_factory(sender), administrator, relayer, home)

@@ -53,7 +53,9 @@ class LogFetcher:
     pooled :class:`chain.rpc.Rpc` (``timeout_s`` seconds per HTTP request), or over ``rpc`` when
     one is handed in (see :meth:`from_rpc`). ``w3``, when given, answers :meth:`head` (so its
     middleware applies); otherwise ``eth_blockNumber`` goes over the same Rpc. ``address`` is the
-    contract (any case).
+    contract (any case). With ``topics`` (0x-hex event signatures), the fetcher reads instead every log
+    whose first topic is one of them, from any contract — for following the directories a factory makes,
+    whose addresses appear as the chain is read; ``address`` then names the factory and the caller filters.
 
     Errors: :class:`chain.rpc.RpcError` for a JSON-RPC error, :class:`httpx.HTTPError` for a
     transport failure, :class:`BlockRangeError` for a bad range, :class:`BlockNotFound` for a missing
@@ -68,17 +70,19 @@ class LogFetcher:
         *,
         rpc: Rpc | None = None,
         timeout_s: float = 30.0,
+        topics: list[str] | None = None,
     ) -> None:
         self.w3 = w3
         self.address = Web3.to_checksum_address(address)
+        self.topics = None if topics is None else sorted({t.lower() for t in topics})
         self.rpc_url = rpc_url
         self._owns_rpc = rpc is None
         self.rpc = rpc if rpc is not None else Rpc(rpc_url, timeout_s=timeout_s)
 
     @classmethod
-    def from_rpc(cls, rpc: Rpc, address: str) -> LogFetcher:
+    def from_rpc(cls, rpc: Rpc, address: str, topics: list[str] | None = None) -> LogFetcher:
         """A fetcher sharing an existing :class:`chain.rpc.Rpc` (which the caller keeps and closes)."""
-        return cls(None, address, rpc.url, rpc=rpc)
+        return cls(None, address, rpc.url, rpc=rpc, topics=topics)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -151,8 +155,13 @@ class LogFetcher:
     # ------------------------------------------------------------------ plumbing
 
     def _get_logs(self, from_block: int, to_block: int) -> list[dict[str, Any]]:
-        """``eth_getLogs`` for the contract; splits the range in halves when the node refuses it."""
-        params = [{"address": self.address, "fromBlock": hex(from_block), "toBlock": hex(to_block)}]
+        """``eth_getLogs`` for the contract (or the topics); splits the range in halves when the node refuses it."""
+        query: dict[str, Any] = {"fromBlock": hex(from_block), "toBlock": hex(to_block)}
+        if self.topics is None:
+            query["address"] = self.address
+        else:
+            query["topics"] = [self.topics]
+        params = [query]
         try:
             result = self.rpc.call("eth_getLogs", params)
         except RpcError as exc:
@@ -164,4 +173,8 @@ class LogFetcher:
         if not isinstance(result, list):
             raise RpcError("eth_getLogs", 0, f"expected a list of logs, got {type(result).__name__}")
         wanted = self.address.lower()
-        return [raw for raw in result if str(raw.get("address", "")).lower() == wanted and not raw.get("removed")]
+        return [
+            raw
+            for raw in result
+            if (self.topics is not None or str(raw.get("address", "")).lower() == wanted) and not raw.get("removed")
+        ]

@@ -8,6 +8,7 @@ sharing KPIs against the 2025 targets, from the API or from a chain RPC endpoint
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -76,9 +77,12 @@ def _load(path: Path, api_url: str, sharing_path: Path | None = None) -> bool:
 @app.command()
 def up(
     demo: Annotated[bool, typer.Option(help="also load the shipped Beijing seed directory through the API")] = False,
+    district_chain: Annotated[bool, typer.Option(help="run the districts' and streets' directories on a second "
+                                                      "embedded anvil (port DIRCHAIN_ANVIL_PORT + 1)")] = False,
 ) -> None:
-    """Start the chain (embedded anvil unless DIRCHAIN_RPC_URL), deploy the contracts if needed, run the
-    indexer and serve the API on DIRCHAIN_HOST:DIRCHAIN_PORT until interrupted (Ctrl-C)."""
+    """Start the chains (embedded anvil unless DIRCHAIN_RPC_URL / DIRCHAIN_DISTRICT_RPC_URL), deploy the
+    contracts if needed, run the indexers and the tier sync and serve the API on DIRCHAIN_HOST:DIRCHAIN_PORT
+    until interrupted (Ctrl-C)."""
     from api.app import create_app
     from dirchain.service import start_service
 
@@ -86,10 +90,15 @@ def up(
     for noisy in ("httpx", "httpcore", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     s = settings()
+    if district_chain:
+        s = dataclasses.replace(s, district_chain=True)
     service = start_service(s)
-    where = "embedded anvil" if s.embedded_chain else s.rpc_url
-    console.print(f"chain {service.client.chain_id} ({where}); Directory at {service.deployment.address}"
-                  f" ({'deployed now' if service.deployed_now else 'already deployed'}); index {s.database_url}")
+    for chain in service.chains.values():
+        where = "embedded anvil" if chain.node is not None else chain.rpc.url
+        console.print(f"{chain.name} chain {chain.chain_id} ({where}): DirectoryFactory at {chain.factory}")
+    mode = "one directory for every jurisdiction" if s.single else "a directory per jurisdiction, synced up"
+    console.print(f"{mode}; contracts {'deployed now' if service.deployed_now else 'already deployed'}; "
+                  f"index {s.database_url}")
     server = uvicorn.Server(uvicorn.Config(create_app(service.services(), s.max_body_bytes), host=s.host,
                                            port=s.port, log_level="warning"))
     if demo:
@@ -143,12 +152,23 @@ def status(
         console.print_json(json.dumps(health))
         return
     table = Table("field", "value", title=f"dirchain at {url}")
-    for key in ("status", "chain_id", "directory", "head", "cursor", "lag_blocks", "confirmations",
-                "pending_submissions"):
+    for key in ("status", "indexer_error", "pending_submissions"):
         table.add_row(key, str(health.get(key)))
+    for chain in health.get("chains", []):
+        table.add_row(f"{chain['name']} chain {chain['chain_id']}",
+                      f"head {chain['head']}, indexed to {chain['cursor']} (lag {chain['lag_blocks']} blocks, "
+                      f"{chain['confirmations']} confirmations)")
     for key, value in health.get("counts", {}).items():
         table.add_row(f"count: {key}", str(value))
     console.print(table)
+    children = health.get("children", [])
+    if children:
+        lag = Table("child directory", "tier", "chain", "lag (blocks)", "lag (s)", "relayed", "failing", "error",
+                    title="tier sync: lag per child")
+        for c in children:
+            lag.add_row(c["jurisdiction"], c["tier"], str(c["chain_id"]), str(c["blocks"]), str(c["seconds"]),
+                        str(c["relayed"]), str(c["failing"]), c["error"] or "")
+        console.print(lag)
 
 
 def _percent(ratio: dict[str, object]) -> str:
@@ -284,3 +304,10 @@ def sync(
 def _advance(bar: Progress, task: TaskID, done: int, total: int) -> None:
     bar.update(task, completed=done, total=max(total, 1))
 
+
+# Commands kept in their own modules (audit evidence and verification; the Beijing-scale generator).
+from dirchain.cli_audit import register as _register_audit  # noqa: E402
+from dirchain.cli_generate import register as _register_generate  # noqa: E402
+
+_register_audit(app)
+_register_generate(app)

@@ -19,6 +19,13 @@ class Settings:
     body limit (bytes). ``keystore_password``: password of the key files. ``deadline_s``: validity
     (seconds) of the signatures the loader makes. ``expiry_interval_s``: seconds between rounds of the
     job that marks ended grants expired on chain.
+
+    Tiers: ``directories`` is ``per-jurisdiction`` (a directory per jurisdiction, synced street → district →
+    city) or ``single`` (one directory serving every jurisdiction). ``rpc_url`` is the city chain's;
+    ``district_rpc_url`` the district chain's (districts' and streets' directories; None: the city chain, or with
+    ``district_chain`` a second embedded anvil on ``anvil_port + 1``); ``district_confirmations``: blocks the
+    indexer and relay jobs stay behind the district chain's head (None: ``confirmations``). ``sync_interval_s``:
+    seconds between tier-sync rounds once caught up.
     """
 
     home: Path
@@ -33,6 +40,16 @@ class Settings:
     keystore_password: str
     deadline_s: int
     expiry_interval_s: float = 2.0
+    directories: str = "per-jurisdiction"
+    district_rpc_url: str | None = None
+    district_chain: bool = False
+    district_confirmations: int | None = None
+    sync_interval_s: float = 1.0
+
+    @property
+    def single(self) -> bool:
+        """Whether one directory serves every jurisdiction (no tiers)."""
+        return self.directories == "single"
 
     @property
     def embedded_chain(self) -> bool:
@@ -47,6 +64,16 @@ class Settings:
 
 def _optional_float(raw: str | None) -> float | None:
     return None if raw in (None, "", "0", "auto") else float(raw)
+
+
+def _optional_int(raw: str | None) -> int | None:
+    return None if raw in (None, "") else int(raw)
+
+
+def _directories(raw: str) -> str:
+    if raw not in ("per-jurisdiction", "single"):
+        raise ValueError(f"DIRCHAIN_DIRECTORIES: expected per-jurisdiction or single, got {raw!r}")
+    return raw
 
 
 @cache
@@ -67,4 +94,9 @@ def settings() -> Settings:
         keystore_password=env.get("DIRCHAIN_KEYSTORE_PASSWORD", ""),
         deadline_s=int(env.get("DIRCHAIN_DEADLINE_S", "3600")),
         expiry_interval_s=float(env.get("DIRCHAIN_EXPIRY_INTERVAL_S", "2")),
+        directories=_directories(env.get("DIRCHAIN_DIRECTORIES", "per-jurisdiction")),
+        district_rpc_url=env.get("DIRCHAIN_DISTRICT_RPC_URL") or None,
+        district_chain=env.get("DIRCHAIN_DISTRICT_CHAIN", "") not in ("", "0", "false", "no"),
+        district_confirmations=_optional_int(env.get("DIRCHAIN_DISTRICT_CONFIRMATIONS")),
+        sync_interval_s=float(env.get("DIRCHAIN_SYNC_INTERVAL_S", "1")),
     )

@@ -28,6 +28,7 @@ from sqlalchemy import (
     Boolean,
     Engine,
     ForeignKey,
+    ForeignKeyConstraint,
     Integer,
     MetaData,
     String,
@@ -41,6 +42,9 @@ from sqlalchemy.pool import StaticPool
 
 #: Folder holding the Alembic environment (``env.py``, ``versions/``), shipped as package data.
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+#: Execution option making SQLite transactions ``BEGIN IMMEDIATE`` (see :func:`session_factory`).
+BEGIN_IMMEDIATE = "dirchain_sqlite_begin_immediate"
 
 #: SQLite busy timeout in milliseconds (how long a connection waits for another's write lock).
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -74,10 +78,12 @@ class ChainEvent(Base):
     """
 
     __tablename__ = "chain_events"
+    __table_args__ = (ForeignKeyConstraint(["chain_id", "block_number"], ["blocks.chain_id", "blocks.number"]),)
 
     tx_hash: Mapped[str] = mapped_column(String(HASH), primary_key=True)
     log_index: Mapped[int] = mapped_column(Integer, primary_key=True)
-    block_number: Mapped[int] = mapped_column(BigInteger, ForeignKey("blocks.number"), index=True)
+    chain_id: Mapped[int] = mapped_column(BigInteger)
+    block_number: Mapped[int] = mapped_column(BigInteger, index=True)
     block_hash: Mapped[str] = mapped_column(String(HASH))
     tx_index: Mapped[int] = mapped_column(Integer)
     address: Mapped[str] = mapped_column(String(ADDRESS))
@@ -86,18 +92,20 @@ class ChainEvent(Base):
 
 
 class Block(Base):
-    """A block holding at least one indexed log: hash (0x-hex) and timestamp (unix seconds)."""
+    """A block of chain ``chain_id`` holding at least one indexed log: hash (0x-hex) and timestamp (unix seconds)."""
 
     __tablename__ = "blocks"
 
+    chain_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     number: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     hash: Mapped[str] = mapped_column(String(HASH))
     timestamp: Mapped[int] = mapped_column(BigInteger)
 
 
 class Cursor(Base):
-    """How far the index of one directory (``chain_id``, ``address``) reaches: the last block fully
-    indexed and its hash (checked against the chain before every range to detect reorganisations)."""
+    """How far the index of one chain's directories reaches: ``address`` is the directory indexed, or the
+    DirectoryFactory whose directories are indexed; the last block fully indexed and its hash (checked
+    against the chain before every range to detect reorganisations)."""
 
     __tablename__ = "cursors"
 
@@ -227,6 +235,8 @@ class _VersionColumns:
     nonce: Mapped[str] = mapped_column(String(80))
     deadline: Mapped[str] = mapped_column(String(80))
     signature: Mapped[str] = mapped_column(Text)
+    chain_id: Mapped[int] = mapped_column(BigInteger)
+    directory: Mapped[str] = mapped_column(String(ADDRESS))
     tx_hash: Mapped[str] = mapped_column(String(HASH))
     log_index: Mapped[int] = mapped_column(Integer)
     block_number: Mapped[int] = mapped_column(BigInteger)
@@ -330,6 +340,8 @@ class SharingRequestRow(Base):
     nonce: Mapped[str] = mapped_column(String(80))
     deadline: Mapped[str] = mapped_column(String(80))
     signature: Mapped[str] = mapped_column(Text)
+    chain_id: Mapped[int] = mapped_column(BigInteger)
+    directory: Mapped[str] = mapped_column(String(ADDRESS))
     tx_hash: Mapped[str] = mapped_column(String(HASH))
     log_index: Mapped[int] = mapped_column(Integer)
     block_number: Mapped[int] = mapped_column(BigInteger)
@@ -356,6 +368,62 @@ class SharingTransitionRow(Base):
     nonce: Mapped[str] = mapped_column(String(80))
     deadline: Mapped[str] = mapped_column(String(80))
     signature: Mapped[str] = mapped_column(Text)
+    chain_id: Mapped[int] = mapped_column(BigInteger)
+    directory: Mapped[str] = mapped_column(String(ADDRESS))
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    block_timestamp: Mapped[int] = mapped_column(BigInteger)
+
+
+# ---------------------------------------------------------------------------------------- tiers
+
+
+class DirectoryRow(Base):
+    """A jurisdiction's directory, from its factory's ``DirectoryCreated``: a minimal clone (EIP-1167) at
+    ``address`` on chain ``chain_id`` serving ``home_id`` (keccak256 of the jurisdiction code; zero = every
+    jurisdiction), made by ``creator`` through ``factory``. Its tier is its home jurisdiction's."""
+
+    __tablename__ = "directories"
+
+    chain_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    address: Mapped[str] = mapped_column(String(ADDRESS), primary_key=True)
+    home_id: Mapped[str] = mapped_column(String(HASH), index=True)
+    factory: Mapped[str] = mapped_column(String(ADDRESS))
+    creator: Mapped[str] = mapped_column(String(ADDRESS))
+    tx_hash: Mapped[str] = mapped_column(String(HASH))
+    log_index: Mapped[int] = mapped_column(Integer)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+
+
+class RelayedRecordRow(Base):
+    """A record a parent directory holds as relayed from a child: one effect event of a ``relay`` call (a
+    catalog or system version or retirement, a jurisdiction, department, key or sharing event) and the
+    ``Relayed`` event after it, which names its origin — the log where the submission was first recorded.
+
+    ``tx_hash``/``log_index``: the effect event at the parent (``chain_id``, ``directory``); ``event`` its name;
+    ``subject`` the catalog or system code, jurisdiction or department code, account, or sharing request id
+    (0x-hex), ``version`` the record version (null for other events). ``relayed_log_index`` locates the
+    ``Relayed`` event. ``origin_*``: where the record was first recorded (chain id, directory, transaction,
+    block number and hash, log index) and ``origin_key`` = keccak256(abi.encode(chainId, directory, txHash,
+    logIndex)), the parent's at-most-once key. ``block_timestamp``: unix seconds.
+    The record's own row (version, request …) is the one indexed at its origin; a copy never changes it."""
+
+    __tablename__ = "relayed_records"
+
+    tx_hash: Mapped[str] = mapped_column(String(HASH), primary_key=True)
+    log_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    chain_id: Mapped[int] = mapped_column(BigInteger)
+    directory: Mapped[str] = mapped_column(String(ADDRESS), index=True)
+    event: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(Text, index=True)
+    version: Mapped[int | None] = mapped_column(Integer)
+    relayed_log_index: Mapped[int] = mapped_column(Integer)
+    origin_key: Mapped[str] = mapped_column(String(HASH), index=True)
+    origin_chain_id: Mapped[int] = mapped_column(BigInteger)
+    origin_directory: Mapped[str] = mapped_column(String(ADDRESS))
+    origin_tx_hash: Mapped[str] = mapped_column(String(HASH))
+    origin_block_number: Mapped[int] = mapped_column(BigInteger)
+    origin_block_hash: Mapped[str] = mapped_column(String(HASH))
+    origin_log_index: Mapped[int] = mapped_column(Integer)
     block_number: Mapped[int] = mapped_column(BigInteger)
     block_timestamp: Mapped[int] = mapped_column(BigInteger)
 
@@ -464,15 +532,22 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+        immediate = connection.get_execution_options().get(BEGIN_IMMEDIATE, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
 
 
-def session_factory(engine: Engine) -> sessionmaker[Session]:
+def session_factory(engine: Engine, *, writer: bool = False) -> sessionmaker[Session]:
     """A :class:`sessionmaker` bound to ``engine``; objects stay readable after commit
-    (``expire_on_commit=False``) so query results can be returned from a closed session."""
-    return sessionmaker(bind=engine, expire_on_commit=False)
+    (``expire_on_commit=False``) so query results can be returned from a closed session.
+
+    ``writer``: for threads that read and then write in one transaction (the indexers, the relay jobs). On
+    SQLite their transactions begin ``IMMEDIATE`` — taking the write lock at once, waiting up to the busy
+    timeout for it — because a deferred transaction that read before another writer committed cannot upgrade
+    to a write and fails at once with "database is locked". Other backends are unaffected."""
+    bind = engine.execution_options(**{BEGIN_IMMEDIATE: True}) if writer else engine
+    return sessionmaker(bind=bind, expire_on_commit=False)
 
 
 def alembic_config(url: str) -> Any:

@@ -3,7 +3,9 @@
 A grant stops giving access at its ``end`` whatever the chain says (the access rule reads the period),
 but the contract only records the end once someone calls ``expireSharing`` — no signature needed, the
 clock decides. Every ``interval_s`` seconds the job reads the indexed grants still ``granted`` whose
-``end`` ≤ now and hands their ids to the batcher (batch name ``Expiry``).
+``end`` ≤ now and hands their ids to the batcher of the directory that recorded the request (batch name
+``Expiry``). Copies of the grant relayed to parent directories are not expired there (``expireSharing`` is
+not relayable): their access still ends with the period, which every access query reads.
 
 "now" is the later of the latest block's timestamp and the wall clock (unix seconds): the chain's time
 is what the contract checks, but an idle development chain that mines only on demand (anvil automine)
@@ -41,8 +43,13 @@ def latest_block_timestamp(rpc: Rpc) -> int:
     return int(block["timestamp"], 16)
 
 
+#: The batcher of a directory (chain id, checksummed address), None for a directory this service does not run.
+BatcherFor = Callable[[int, str], Batcher | None]
+
+
 class ExpiryJob:
-    """Expires ended grants of the index behind ``sessions`` through ``batcher``.
+    """Expires ended grants of the index behind ``sessions`` through the batcher ``batcher_for`` gives for the
+    directory that recorded each request.
 
     ``chain_time``: returns the chain's time (unix seconds), e.g. :func:`latest_block_timestamp`;
     ``clock``: the wall clock (unix seconds, float). ``interval_s``: seconds between rounds;
@@ -53,7 +60,7 @@ class ExpiryJob:
     def __init__(
         self,
         sessions: sessionmaker[Session],
-        batcher: Batcher,
+        batcher_for: BatcherFor,
         chain_time: Callable[[], int],
         *,
         interval_s: float = 2.0,
@@ -64,7 +71,7 @@ class ExpiryJob:
         if interval_s <= 0 or retry_s < 0 or batch < 1:
             raise ValueError(f"expected interval_s > 0, retry_s >= 0, batch >= 1, got {interval_s}, {retry_s}, {batch}")
         self.sessions = sessions
-        self.batcher = batcher
+        self.batcher_for = batcher_for
         self.chain_time = chain_time
         self.interval_s = interval_s
         self.retry_s = retry_s
@@ -93,14 +100,15 @@ class ExpiryJob:
         now = self.now()
         with self.sessions() as session:
             candidates = grants_to_expire(session, now, self.batch)
-        live = set(candidates)
+        live = {c.id for c in candidates}
         for stale in [rid for rid in self._attempts if rid not in live]:
             del self._attempts[stale]
         sent = []
-        for rid in candidates:
-            if not self._due(rid):
+        for rid, chain_id, directory in candidates:
+            batcher = self.batcher_for(chain_id, directory)
+            if batcher is None or not self._due(rid):
                 continue
-            future = self.batcher.submit(EXPIRY, bytes.fromhex(rid[2:]))
+            future = batcher.submit(EXPIRY, bytes.fromhex(rid[2:]))
             future.add_done_callback(functools.partial(self._settled, rid))
             self._attempts[rid] = (future, time.monotonic())
             sent.append(rid)

@@ -13,19 +13,27 @@ the ``cursors`` table. Each block range is read, checked and written as a unit:
 
 A crash between ranges loses nothing and a re-read range changes nothing (events are idempotent by
 ``(tx_hash, log_index)``), so the indexer resumes from its cursor after a restart.
+
+With ``creators``, ``address`` is a DirectoryFactory and the indexer follows every directory that factory
+made for one of ``creators`` (its ``DirectoryCreated`` events, read in chain order, add each new directory
+as it appears): one indexer, one cursor per chain however many jurisdictions' directories live on it.
+The fetcher must then read by topics (:class:`chain.logs.LogFetcher` with ``topics``) and the codec know the
+factory's events as well as the directory's.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Collection
 
 from eth_utils import to_checksum_address
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from chain.abi import ContractCodec, DecodedLog
 from chain.logs import LogFetcher
-from registry.db import Cursor
+from registry.db import Cursor, DirectoryRow
 from registry.errors import ReorgDetected
 from registry.store import apply_events
 
@@ -59,6 +67,7 @@ class Indexer:
         max_range: int = 2000,
         *,
         start_block: int = 0,
+        creators: Collection[str] | None = None,
     ) -> None:
         if confirmations < 0 or max_range < 1 or start_block < 0:
             raise ValueError(
@@ -75,6 +84,9 @@ class Indexer:
         self.confirmations = confirmations
         self.max_range = max_range
         self.start_block = start_block
+        self.creators = None if creators is None else frozenset(to_checksum_address(c) for c in creators)
+        if self.creators is not None and fetcher.topics is None:
+            raise ValueError("a factory-following indexer needs a fetcher that reads by topics")
         self.last_error: BaseException | None = None
         self.events_applied = 0
         self._stop: threading.Event | None = None
@@ -123,7 +135,7 @@ class Indexer:
             if stored is not None and before[stored[0]][0] != stored[1]:
                 raise ReorgDetected(stored[0], stored[1], before[stored[0]][0])
 
-            events = self._decode(self.fetcher.fetch(start, end))
+            events = self._followed(self._decode(self.fetcher.fetch(start, end)))
             blocks = self.fetcher.block_timestamps(sorted({ev.block_number for ev in events} | {end}))
             moved = self._moved(events, blocks, end, before[end][0])
             if moved is not None:
@@ -140,7 +152,7 @@ class Indexer:
                 if now != stored:  # another writer moved the cursor meanwhile: start over from it
                     log.warning("cursor moved from %s to %s by another writer; re-reading", stored, now)
                     continue
-                new = apply_events(session, [(ev, blocks[ev.block_number][1]) for ev in events])
+                new = apply_events(session, [(ev, blocks[ev.block_number][1]) for ev in events], chain_id=self.chain_id)
                 if row is None:
                     row = Cursor(chain_id=self.chain_id, address=self.address)
                     session.add(row)
@@ -161,6 +173,35 @@ class Indexer:
             events.append(ev)
         events.sort(key=lambda ev: (ev.block_number, ev.log_index))
         return events
+
+    def directories(self) -> set[str]:
+        """Checksummed addresses of the directories followed (indexed ``DirectoryCreated`` of the factory for
+        one of ``creators``); just this indexer's ``address`` when it follows one directory."""
+        if self.creators is None:
+            return {self.address}
+        with self.sessions() as session:
+            rows = session.scalars(
+                select(DirectoryRow).where(DirectoryRow.chain_id == self.chain_id, DirectoryRow.factory == self.address)
+            )
+            return {row.address for row in rows if row.creator in self.creators}
+
+    def _followed(self, events: list[DecodedLog]) -> list[DecodedLog]:
+        """The events of the followed contracts, in order; a factory's ``DirectoryCreated`` for one of
+        ``creators`` adds its directory to what is followed from that log on."""
+        if self.creators is None:
+            return events
+        known = self.directories()
+        kept: list[DecodedLog] = []
+        for ev in events:
+            address = to_checksum_address(ev.address)
+            if address == self.address:
+                if ev.event != "DirectoryCreated" or to_checksum_address(ev.args["creator"]) not in self.creators:
+                    continue
+                known.add(to_checksum_address(ev.args["directory"]))
+            elif address not in known:
+                continue
+            kept.append(ev)
+        return kept
 
     @staticmethod
     def _moved(

@@ -180,19 +180,25 @@ class DirectoryLoader:
         self.workers = workers
         self.index_timeout_s = index_timeout_s
         self.progress = progress or (lambda phase, done, total: None)
-        self._eip712: dict[str, Any] | None = None
+        self._eip712: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
 
     # ------------------------------------------------------------------ signing
 
-    def _typed(self, msg: Message) -> dict[str, Any]:
-        if self._eip712 is None:
-            reply = self.http.get("/eip712")
+    def _typed(self, msg: Message, where: dict[str, str]) -> dict[str, Any]:
+        """Typed data of ``msg`` for the directory ``GET /eip712?<where>`` names (cached per ``where``)."""
+        key = tuple(sorted(where.items()))
+        if key not in self._eip712:
+            reply = self.http.get("/eip712", params=where)
             reply.raise_for_status()
-            self._eip712 = reply.json()
-        return eip712.typed_data(self._eip712["types"], msg.primary, self._eip712["domain"], msg.message)
+            self._eip712[key] = reply.json()
+        meta = self._eip712[key]
+        return eip712.typed_data(meta["types"], msg.primary, meta["domain"], msg.message)
 
-    def _sign(self, account: LocalAccount, msg: Message) -> dict[str, Any]:
-        signature = eip712.sign(account, self._typed(msg))
+    def _sign(self, account: LocalAccount, msg: Message, **where: str) -> dict[str, Any]:
+        """Nonce, deadline and signature of ``msg`` by ``account`` for the directory it goes to: ``where`` are
+        the ``GET /eip712`` parameters naming it (``jurisdiction`` [+ ``tier``], ``catalog`` + ``requester``, or
+        ``request``)."""
+        signature = eip712.sign(account, self._typed(msg, where))
         return {"nonce": msg.message["nonce"], "deadline": msg.message["deadline"], "signature": "0x" + signature.hex()}
 
     def _envelope(self) -> tuple[int, int]:
@@ -269,7 +275,8 @@ class DirectoryLoader:
                     jur.unchanged += 1
                     continue
                 msg = jurisdiction_message(j, *self._envelope())
-                body = {"jurisdiction": j.model_dump(mode="json", exclude_none=True), **self._sign(admin, msg)}
+                where = {"jurisdiction": j.parent} if j.parent else {"jurisdiction": j.code, "tier": "city"}
+                body = {"jurisdiction": j.model_dump(mode="json", exclude_none=True), **self._sign(admin, msg, **where)}
                 posts.append((j.code, "/jurisdictions", body, "added"))
             self._post_all(f"jurisdictions ({tier.value})", posts, jur)
 
@@ -280,8 +287,8 @@ class DirectoryLoader:
                 deps.unchanged += 1
                 continue
             msg = department_message(d, *self._envelope())
-            posts.append((d.code, "/departments", {"department": d.model_dump(mode="json"), **self._sign(admin, msg)},
-                          "added"))
+            posts.append((d.code, "/departments", {"department": d.model_dump(mode="json"),
+                                                   **self._sign(admin, msg, jurisdiction=d.jurisdiction)}, "added"))
         self._post_all("departments", posts, deps)
 
         keys = summary.phases.setdefault("department keys", PhaseSummary())
@@ -293,15 +300,39 @@ class DirectoryLoader:
                 keys.unchanged += 1
                 continue
             msg = account_message("department", d.code, address, True, *self._envelope())
-            body = {"role": "department", "scope": d.code, "account": address, "active": True, **self._sign(admin, msg)}
+            body = {"role": "department", "scope": d.code, "account": address, "active": True,
+                    **self._sign(admin, msg, jurisdiction=d.jurisdiction)}
             posts.append((d.code, "/accounts", body, "added"))
         self._post_all("department keys", posts, keys)
 
         self._records("systems", directory.systems, summary)
         self._records("catalogs", directory.catalogs, summary)
         if sharing:
+            self._await_synced()
             self._sharing(directory, sharing, summary)
         return summary
+
+    def _await_synced(self) -> None:
+        """Wait until the tier sync has relayed everything to the top: two complete sync rounds after now, the
+        latest pass of every child within its chain's confirmation depth (a sharing request goes to the lowest
+        directory holding both departments, which it can only be once the records are there). No-op without
+        tiers. Raises :class:`LoadError` after ``index_timeout_s`` seconds."""
+        health = self.http.get("/health").json()
+        if not health.get("children"):
+            return
+        first_round = int(health.get("sync_rounds", 0))
+        deadline = time.monotonic() + self.index_timeout_s
+        while True:
+            depth = {c["chain_id"]: c["confirmations"] for c in health.get("chains", [])}
+            behind = [c["jurisdiction"] for c in health["children"] if c["blocks"] > depth.get(c["chain_id"], 0)]
+            if int(health.get("sync_rounds", 0)) >= first_round + 2 and not behind:
+                return
+            if time.monotonic() > deadline:
+                raise LoadError(f"tier sync: {', '.join(behind) or 'rounds'} not caught up after "
+                                f"{self.index_timeout_s} s")
+            self.progress("tier sync", 0, 1)
+            time.sleep(0.2)
+            health = self.http.get("/health").json()
 
     def _records(self, kind: str, records: list[CatalogRecord] | list[SystemRecord], summary: LoadSummary) -> None:
         phase = summary.phases.setdefault(kind, PhaseSummary())
@@ -317,7 +348,7 @@ class DirectoryLoader:
             else:
                 action, version, outcome = "update", int(indexed["latest_version"]) + 1, "updated"
             msg = record_message(record, action, version, *self._envelope())  # type: ignore[arg-type]
-            signed = self._sign(self.keystore.account(owner), msg)
+            signed = self._sign(self.keystore.account(owner), msg, jurisdiction=record.jurisdiction)
             body = {"action": action, "version": version, "record": record_json(record), **signed}
             posts.append((record.code, f"/{kind}", body, outcome))
         self._post_all(kind, posts, phase)
@@ -367,7 +398,7 @@ class DirectoryLoader:
             body = {
                 "catalog": catalog.code, "version": int(indexed["latest_version"]), "requester": requester,
                 "items": seed.items, "purpose": seed.purpose, "basis": seed.basis, "start": start,
-                "end": start + seed.period_s, **self._sign(account, msg),
+                "end": start + seed.period_s, **self._sign(account, msg, catalog=catalog.code, requester=requester),
             }
             posts.append((rid, "/sharing-requests", body, "added"))
         self._post_all("sharing requests", posts, phase)
@@ -382,7 +413,7 @@ class DirectoryLoader:
             msg = sharing_decision_message(bytes.fromhex(rid[2:]), seed.decision.approve, seed.decision.reason, nonce,
                                            deadline)
             body = {"approve": seed.decision.approve, "reason": seed.decision.reason,
-                    **self._sign(self.keystore.account(state["owner"]), msg)}
+                    **self._sign(self.keystore.account(state["owner"]), msg, request=rid)}
             actions.append((rid, f"/sharing-requests/{rid}/decision", body, "updated"))
         self._post_all("sharing decisions", actions, phase)
         acted |= {rid for rid, _, _, _ in actions}
@@ -394,7 +425,8 @@ class DirectoryLoader:
                 continue
             nonce, deadline = seed_nonce("revocation", rid), int(time.time()) + self.deadline_s
             msg = sharing_revocation_message(bytes.fromhex(rid[2:]), seed.revocation.reason, nonce, deadline)
-            body = {"reason": seed.revocation.reason, **self._sign(self.keystore.account(state["owner"]), msg)}
+            body = {"reason": seed.revocation.reason,
+                    **self._sign(self.keystore.account(state["owner"]), msg, request=rid)}
             actions.append((rid, f"/grants/{rid}/revocation", body, "updated"))
         self._post_all("sharing revocations", actions, phase)
         acted |= {rid for rid, _, _, _ in actions}

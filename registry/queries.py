@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_utils import to_checksum_address
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, and_, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from registry.db import (
@@ -26,10 +26,14 @@ from registry.db import (
     ChainEvent,
     Cursor,
     DepartmentRow,
+    DirectoryRow,
     JurisdictionRow,
+    RelayedRecordRow,
     SystemRow,
     SystemVersionRow,
 )
+
+ZERO_HOME = "0x" + "00" * 32
 
 #: Largest page :func:`list_catalogs` / :func:`list_systems` return, whatever ``limit`` asks.
 MAX_LIMIT = 1000
@@ -76,7 +80,9 @@ def list_catalogs(
 
     ``jurisdiction``: jurisdiction code (e.g. ``"110102"``); ``owner``: department code (提供方代码);
     ``share_type`` / ``open_type``: the record's vocabulary values; ``tier``: ``city`` / ``district`` /
-    ``street``; ``status``: ``active`` / ``retired``; ``text``: case-insensitive substring of the name,
+    ``street`` — the catalogs a directory of that tier holds, recorded there or relayed from below (so ``city``
+    is the whole municipal directory once synced; in a single zero-home directory, the catalogs of
+    jurisdictions of that tier); ``status``: ``active`` / ``retired``; ``text``: case-insensitive substring of the name,
     summary, provider or data item names (``%`` and ``_`` match literally). ``limit`` is capped at
     :data:`MAX_LIMIT`. Raises ValueError for a negative ``limit`` or ``offset``.
     """
@@ -90,12 +96,33 @@ def list_catalogs(
     if open_type is not None:
         stmt = stmt.where(CatalogRow.open_type == open_type)
     if tier is not None:
-        stmt = stmt.where(CatalogRow.tier == tier)
+        stmt = stmt.where(held_at_tier(CatalogRow.code, CatalogRow.tier, CatalogVersionRow,
+                                       ("CatalogVersionRecorded", "CatalogRetired"), tier))
     if status is not None:
         stmt = stmt.where(CatalogRow.status == status)
     if text:
         stmt = stmt.where(CatalogRow.search_text.icontains(text, autoescape=True))
     return _page(session, stmt, CatalogRow.code, limit, offset)
+
+
+def held_at_tier(code: Any, own_tier: Any, versions: type[CatalogVersionRow] | type[SystemVersionRow],
+                 events: tuple[str, ...], tier: str) -> Any:
+    """SQL condition: the record (``code`` column, its jurisdiction's ``own_tier`` column) is held by a directory
+    whose home is of ``tier`` — recorded there (a version in ``versions``) or relayed there (``events`` in
+    ``relayed_records``) — or was recorded in a directory with no home (a single zero-home directory, or one the
+    index does not know) and is of that tier itself."""
+    at_tier = (
+        select(DirectoryRow.chain_id, DirectoryRow.address)
+        .join(JurisdictionRow, JurisdictionRow.id == DirectoryRow.home_id)
+        .where(JurisdictionRow.tier == tier)
+    )
+    homed = select(DirectoryRow.chain_id, DirectoryRow.address).where(DirectoryRow.home_id != ZERO_HOME)
+    recorded = select(versions.code).where(tuple_(versions.chain_id, versions.directory).in_(at_tier))
+    relayed = select(RelayedRecordRow.subject).where(
+        RelayedRecordRow.event.in_(events), tuple_(RelayedRecordRow.chain_id, RelayedRecordRow.directory).in_(at_tier)
+    )
+    in_homed = select(versions.code).where(tuple_(versions.chain_id, versions.directory).in_(homed))
+    return or_(code.in_(recorded), code.in_(relayed), and_(own_tier == tier, code.not_in(in_homed)))
 
 
 def get_catalog(session: Session, code: str) -> CatalogDetail | None:
@@ -116,6 +143,7 @@ def list_systems(
     owner: str | None = None,
     status: str | None = None,
     lifecycle: str | None = None,
+    tier: str | None = None,
     text: str | None = None,
     limit: int = 50,
     offset: int = 0,
@@ -124,6 +152,7 @@ def list_systems(
 
     ``jurisdiction``: jurisdiction code; ``owner``: department code; ``status``: the record's
     construction status (planned/building/online/offline); ``lifecycle``: ``active``/``retired``;
+    ``tier``: the systems a directory of that tier holds (as :func:`list_catalogs`);
     ``text``: case-insensitive substring of name, summary, owner or programme. As :func:`list_catalogs`
     for ``limit`` and ``offset``.
     """
@@ -136,6 +165,9 @@ def list_systems(
         stmt = stmt.where(SystemRow.status == status)
     if lifecycle is not None:
         stmt = stmt.where(SystemRow.lifecycle == lifecycle)
+    if tier is not None:
+        stmt = stmt.where(held_at_tier(SystemRow.code, SystemRow.tier, SystemVersionRow,
+                                       ("SystemVersionRecorded", "SystemRetired"), tier))
     if text:
         stmt = stmt.where(SystemRow.search_text.icontains(text, autoescape=True))
     return _page(session, stmt, SystemRow.code, limit, offset)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
@@ -152,7 +152,7 @@ def access_at(session: Session, catalog_code: str, at: int) -> list[AccessHolder
         .order_by(SharingRequestRow.granted_at, SharingRequestRow.block_number, SharingRequestRow.log_index)
     )
     holders: dict[str, AccessHolder] = {}
-    for row, dept, jur in session.execute(stmt).tuples():
+    for row, dept, jur in session.execute(stmt):
         if not grant_active(row.granted_at, row.start, row.end, row.ended_at, at):
             continue
         holder = holders.get(row.requester_id)
@@ -176,17 +176,26 @@ def access_at(session: Session, catalog_code: str, at: int) -> list[AccessHolder
     return sorted(holders.values(), key=lambda h: (h.department_code or "", h.department_id))
 
 
-def grants_to_expire(session: Session, now: int, limit: int = 100) -> list[str]:
-    """Ids of indexed grants still ``granted`` whose period is over at unix time ``now`` (``end ≤ now``),
+class Expiring(NamedTuple):
+    """A grant due to expire: its request ``id`` (0x-hex) and the directory (``chain_id``, ``directory``) that
+    recorded the request."""
+
+    id: str
+    chain_id: int
+    directory: str
+
+
+def grants_to_expire(session: Session, now: int, limit: int = 100) -> list[Expiring]:
+    """Indexed grants still ``granted`` whose period is over at unix time ``now`` (``end ≤ now``),
     oldest end first, at most ``limit``."""
     stmt = (
-        select(SharingRequestRow.id)
+        select(SharingRequestRow.id, SharingRequestRow.chain_id, SharingRequestRow.directory)
         .where(SharingRequestRow.status == "granted")
         .where(SharingRequestRow.end <= now)
         .order_by(SharingRequestRow.end, SharingRequestRow.id)
         .limit(limit)
     )
-    return list(session.scalars(stmt).all())
+    return [Expiring(*row) for row in session.execute(stmt)]
 
 
 def counts(session: Session) -> dict[str, int]:

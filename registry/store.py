@@ -41,7 +41,9 @@ from registry.db import (
     ChainEvent,
     DepartmentAccountRow,
     DepartmentRow,
+    DirectoryRow,
     JurisdictionRow,
+    RelayedRecordRow,
     SharingRequestRow,
     SharingTransitionRow,
     SystemRow,
@@ -69,8 +71,23 @@ DOMAIN_EVENTS = frozenset(
         "SystemRetired",
         "SharingRequested",
         "SharingStatusChanged",
+        "DirectoryCreated",
     }
 )
+
+#: Domain events a ``relay`` call can emit at a parent, and the argument naming what each is about.
+_RELAYED_SUBJECT = {
+    "JurisdictionAdded": "code",
+    "DepartmentRegistered": "code",
+    "AdministratorSet": "account",
+    "DepartmentAccountSet": "account",
+    "CatalogVersionRecorded": "code",
+    "CatalogRetired": "code",
+    "SystemVersionRecorded": "code",
+    "SystemRetired": "code",
+    "SharingRequested": "id",
+    "SharingStatusChanged": "id",
+}
 
 #: Version events → (current-state model, version model).
 _RECORD_MODELS: dict[str, tuple[type[Base], type[Base]]] = {
@@ -88,22 +105,27 @@ _INT_TYPE = re.compile(r"^u?int(\d*)$")
 # ---------------------------------------------------------------------------------------- entry points
 
 
-def apply_event(session: Session, ev: DecodedLog, timestamp: int) -> None:
-    """Record one decoded log and apply it to the domain tables.
+def apply_event(session: Session, ev: DecodedLog, timestamp: int, *, chain_id: int) -> None:
+    """Record one decoded log of chain ``chain_id`` and apply it to the domain tables.
 
     ``timestamp`` is the timestamp (unix seconds) of the log's block. Stores the block
-    (number, hash, timestamp) and the event in ``chain_events``, then dispatches on ``ev.event``;
+    (chain id, number, hash, timestamp) and the event in ``chain_events``, then dispatches on ``ev.event``;
     OpenZeppelin's role events and any other event are stored but change nothing else.
 
     Idempotent: if ``(tx_hash, log_index)`` is already stored, nothing happens. Never raises on
     bad chain content (see the module docstring). Raises :class:`ReorgDetected` if the index already
     holds a different hash for the log's block — the caller is mixing two forks.
     """
-    apply_events(session, [(ev, timestamp)])
+    apply_events(session, [(ev, timestamp)], chain_id=chain_id)
 
 
-def apply_events(session: Session, items: Iterable[tuple[DecodedLog, int]]) -> int:
-    """:func:`apply_event` for many ``(event, block timestamp)`` pairs, in the order given.
+def apply_events(session: Session, items: Iterable[tuple[DecodedLog, int]], *, chain_id: int) -> int:
+    """:func:`apply_event` for many ``(event, block timestamp)`` pairs of chain ``chain_id``, in chain order.
+
+    The effects of a ``relay`` call — the domain events a parent emits before each ``Relayed`` event of the
+    same transaction — are stored as :class:`RelayedRecordRow` copies with their origin and leave the record's
+    own rows (indexed where it was first recorded) alone; give whole transactions, as the indexer's block
+    ranges do, so that each effect is seen with its ``Relayed``.
 
     The rows the events can touch are loaded up front in a few ``IN`` queries and the session is
     flushed once at the end, which makes indexing a range several times faster than one event at
@@ -112,29 +134,51 @@ def apply_events(session: Session, items: Iterable[tuple[DecodedLog, int]]) -> i
     must be rolled back.
     """
     batch = list(items)
-    rows = _Rows(session, [ev for ev, _ in batch])
+    events = [ev for ev, _ in batch]
+    rows = _Rows(session, events, chain_id)
+    relayed = _relayed_effects(events)
     applied = 0
     with session.no_autoflush:
         for ev, timestamp in batch:
-            applied += _apply(rows, ev, timestamp)
+            applied += _apply(rows, ev, timestamp, relayed.get((ev.tx_hash.lower(), ev.log_index)))
     session.flush()
     return applied
 
 
-def _apply(rows: _Rows, ev: DecodedLog, timestamp: int) -> int:
+def _relayed_effects(events: list[DecodedLog]) -> dict[tuple[str, int], DecodedLog]:
+    """(tx hash, log index) of each relayed effect → the ``Relayed`` event that follows it (``relay`` emits each
+    item's events, then its ``Relayed``, all from the parent's address)."""
+    found: dict[tuple[str, int], DecodedLog] = {}
+    pending: list[DecodedLog] = []
+    current: tuple[str, str] | None = None
+    for ev in events:
+        key = (ev.tx_hash.lower(), ev.address.lower())
+        if key != current:
+            pending, current = [], key
+        if ev.event == "Relayed":
+            for effect in pending:
+                found[(key[0], effect.log_index)] = ev
+            pending = []
+        else:
+            pending.append(ev)
+    return found
+
+
+def _apply(rows: _Rows, ev: DecodedLog, timestamp: int, relayed: DecodedLog | None) -> int:
     tx_hash = ev.tx_hash.lower()
     if rows.get(ChainEvent, (tx_hash, ev.log_index)) is not None:
         return 0
     block_hash = ev.block_hash.lower()
-    block = rows.get(Block, ev.block_number)
+    block = rows.get(Block, (rows.chain_id, ev.block_number))
     if block is None:
-        rows.add(Block(number=ev.block_number, hash=block_hash, timestamp=timestamp))
+        rows.add(Block(chain_id=rows.chain_id, number=ev.block_number, hash=block_hash, timestamp=timestamp))
     elif block.hash != block_hash:
         raise ReorgDetected(ev.block_number, block.hash, block_hash)
     rows.add(
         ChainEvent(
             tx_hash=tx_hash,
             log_index=ev.log_index,
+            chain_id=rows.chain_id,
             block_number=ev.block_number,
             block_hash=block_hash,
             tx_index=ev.tx_index,
@@ -143,10 +187,40 @@ def _apply(rows: _Rows, ev: DecodedLog, timestamp: int) -> int:
             args=args_json(ev.event, ev.args),
         )
     )
+    if relayed is not None and ev.event in _RELAYED_SUBJECT:
+        _relayed_record(rows, ev, timestamp, relayed)
+        return 1
     handler = _HANDLERS.get(ev.event)
     if handler is not None:
         handler(rows, ev, timestamp)
     return 1
+
+
+def _relayed_record(rows: _Rows, ev: DecodedLog, timestamp: int, relayed: DecodedLog) -> None:
+    """Store ``ev``, an effect of a ``relay`` call, as a copy held by its directory, with ``relayed``'s origin."""
+    a, o = ev.args, relayed.args
+    subject = a.get(_RELAYED_SUBJECT[ev.event])
+    rows.add(
+        RelayedRecordRow(
+            tx_hash=ev.tx_hash.lower(),
+            log_index=ev.log_index,
+            chain_id=rows.chain_id,
+            directory=_address(ev.address),
+            event=ev.event,
+            subject=hex32(subject) if isinstance(subject, bytes) else str(subject),
+            version=int(a["version"]) if "version" in a and ev.event in _RECORD_MODELS else None,
+            relayed_log_index=relayed.log_index,
+            origin_key=hex32(o["originKey"]),
+            origin_chain_id=int(o["chainId"]),
+            origin_directory=_address(o["directory"]),
+            origin_tx_hash=hex32(o["txHash"]),
+            origin_block_number=int(o["blockNumber"]),
+            origin_block_hash=hex32(o["blockHash"]),
+            origin_log_index=int(o["logIndex"]),
+            block_number=ev.block_number,
+            block_timestamp=timestamp,
+        )
+    )
 
 
 class _Rows:
@@ -159,11 +233,13 @@ class _Rows:
 
     _CHUNK = 500
 
-    def __init__(self, session: Session, events: list[DecodedLog]) -> None:
+    def __init__(self, session: Session, events: list[DecodedLog], chain_id: int) -> None:
         self.session = session
+        self.chain_id = chain_id
         self._rows: dict[type[Base], dict[Any, Any]] = {}
         wanted: dict[type[Base], set[Any]] = {}
         for ev in events:
+            wanted.setdefault(Block, set()).add((chain_id, ev.block_number))
             for model, key in _keys_of(ev):
                 wanted.setdefault(model, set()).add(key)
         for model, keys in wanted.items():
@@ -201,7 +277,7 @@ def _identity(row: Base, pk: list[Any]) -> Any:
 def _keys_of(ev: DecodedLog) -> list[tuple[type[Base], Any]]:
     """(model, primary key) of every row applying ``ev`` may read or write."""
     a = ev.args
-    keys: list[tuple[type[Base], Any]] = [(ChainEvent, (ev.tx_hash.lower(), ev.log_index)), (Block, ev.block_number)]
+    keys: list[tuple[type[Base], Any]] = [(ChainEvent, (ev.tx_hash.lower(), ev.log_index))]
     try:
         if ev.event == "JurisdictionAdded":
             keys.append((JurisdictionRow, hex32(a["id"])))
@@ -484,8 +560,8 @@ def _system_row(rows: _Rows, ev: DecodedLog, timestamp: int, lifecycle: str) -> 
     return row
 
 
-def _version_fields(ev: DecodedLog, timestamp: int) -> dict[str, Any]:
-    """Columns shared by catalog and system version rows, from the event and its block."""
+def _version_fields(ev: DecodedLog, timestamp: int, chain_id: int) -> dict[str, Any]:
+    """Columns shared by catalog and system version rows, from the event, its block and chain."""
     a = ev.args
     record = a.get("record")
     return {
@@ -496,6 +572,8 @@ def _version_fields(ev: DecodedLog, timestamp: int) -> dict[str, Any]:
         "nonce": str(int(a["nonce"])),
         "deadline": str(int(a["deadline"])),
         "signature": hex32(a["signature"]),
+        "chain_id": chain_id,
+        "directory": _address(ev.address),
         "tx_hash": ev.tx_hash.lower(),
         "log_index": ev.log_index,
         "block_number": ev.block_number,
@@ -533,7 +611,7 @@ def _catalog_version(rows: _Rows, ev: DecodedLog, timestamp: int) -> None:
         )
     rows.add(
         CatalogVersionRow(
-            **_version_fields(ev, timestamp),
+            **_version_fields(ev, timestamp, rows.chain_id),
             action="register" if int(a["version"]) == 1 else "update",
             digest=hex32(a["digest"]),
             valid=reason is None,
@@ -549,7 +627,11 @@ def _catalog_retired(rows: _Rows, ev: DecodedLog, timestamp: int) -> None:
     _catalog_row(rows, ev, timestamp, "retired")
     rows.add(
         CatalogVersionRow(
-            **_version_fields(ev, timestamp), action="retire", digest=None, valid=True, invalid_reason=None
+            **_version_fields(ev, timestamp, rows.chain_id),
+            action="retire",
+            digest=None,
+            valid=True,
+            invalid_reason=None,
         )
     )
 
@@ -580,7 +662,7 @@ def _system_version(rows: _Rows, ev: DecodedLog, timestamp: int) -> None:
         row.search_text = "\n".join(t for t in (record.name, record.summary, record.owner, record.programme) if t)
     rows.add(
         SystemVersionRow(
-            **_version_fields(ev, timestamp),
+            **_version_fields(ev, timestamp, rows.chain_id),
             action="register" if int(a["version"]) == 1 else "update",
             digest=hex32(a["digest"]),
             valid=reason is None,
@@ -596,7 +678,11 @@ def _system_retired(rows: _Rows, ev: DecodedLog, timestamp: int) -> None:
     _system_row(rows, ev, timestamp, "retired")
     rows.add(
         SystemVersionRow(
-            **_version_fields(ev, timestamp), action="retire", digest=None, valid=True, invalid_reason=None
+            **_version_fields(ev, timestamp, rows.chain_id),
+            action="retire",
+            digest=None,
+            valid=True,
+            invalid_reason=None,
         )
     )
 
@@ -701,6 +787,8 @@ def _sharing_requested(rows: _Rows, ev: DecodedLog, timestamp: int) -> None:
             nonce=str(int(a["nonce"])),
             deadline=str(int(a["deadline"])),
             signature=hex32(a["signature"]),
+            chain_id=rows.chain_id,
+            directory=_address(ev.address),
             tx_hash=ev.tx_hash.lower(),
             log_index=ev.log_index,
             block_number=ev.block_number,
@@ -726,6 +814,8 @@ def _sharing_status_changed(rows: _Rows, ev: DecodedLog, timestamp: int) -> None
             nonce=str(int(a["nonce"])),
             deadline=str(int(a["deadline"])),
             signature=hex32(a["signature"]),
+            chain_id=rows.chain_id,
+            directory=_address(ev.address),
             block_number=ev.block_number,
             block_timestamp=timestamp,
         )
@@ -744,7 +834,27 @@ def _sharing_status_changed(rows: _Rows, ev: DecodedLog, timestamp: int) -> None
         request.ended_at = timestamp
 
 
+def _directory_created(rows: _Rows, ev: DecodedLog, _ts: int) -> None:
+    a = ev.args
+    key = (rows.chain_id, _address(a["directory"]))
+    if rows.get(DirectoryRow, key) is not None:
+        return
+    rows.add(
+        DirectoryRow(
+            chain_id=key[0],
+            address=key[1],
+            home_id=hex32(a["home"]),
+            factory=_address(ev.address),
+            creator=_address(a["creator"]),
+            tx_hash=ev.tx_hash.lower(),
+            log_index=ev.log_index,
+            block_number=ev.block_number,
+        )
+    )
+
+
 _HANDLERS: dict[str, Callable[[_Rows, DecodedLog, int], None]] = {
+    "DirectoryCreated": _directory_created,
     "JurisdictionAdded": _jurisdiction_added,
     "DepartmentRegistered": _department_registered,
     "AdministratorSet": _administrator_set,

@@ -139,6 +139,12 @@ class RelayJob:
     ``max_range``: most child blocks per log query; ``batch_size``: most items per ``relay`` transaction;
     ``max_gas``: a batch estimated above it (gas) is split; ``start_block``: first child block read when there is
     no checkpoint yet (e.g. the child's creation block).
+
+    ``attach(chain_id, directory)``: called when the parent refuses an item with ``RelayNotAuthorised`` because
+    its origin lies further down (a street record relayed by the district → city job) and that origin directory
+    is not registered at the parent yet; it registers it (``setChild``) if it can and says whether it did. The
+    items before the refused one are relayed first (they may add the origin's home jurisdiction), then the item
+    is tried again. Asked once per origin directory and pass.
     """
 
     def __init__(
@@ -155,6 +161,7 @@ class RelayJob:
         batch_size: int = 50,
         max_gas: int = 25_000_000,
         start_block: int = 0,
+        attach: Callable[[int, str], bool] | None = None,
     ) -> None:
         if confirmations < 0 or max_range < 1 or batch_size < 1 or start_block < 0:
             raise ValueError(
@@ -177,6 +184,8 @@ class RelayJob:
         self.batch_size = batch_size
         self.max_gas = max_gas
         self.start_block = start_block
+        self.attach = attach
+        self._attach_asked: set[tuple[int, str]] = set()
         self.child = DirectoryClient(fetcher.rpc, self.directory, chain_id)
         self._scope: JurisdictionScope | None = None
         self._failed_txs = 0
@@ -233,6 +242,7 @@ class RelayJob:
         started = time.monotonic()
         report = SyncReport()
         self._failed_txs = 0
+        self._attach_asked.clear()
         self._check_authorised()
         self._settle_journal()
         stored = self._stored()
@@ -266,7 +276,8 @@ class RelayJob:
         report.checkpoint = None if stored is None else (stored.block_number, stored.block_hash)
         report.lag_blocks, report.lag_seconds = self._lag(head, stored)
         report.elapsed_s = time.monotonic() - started
-        log.info("%r: %s", self, report.summary())
+        busy = report.added or report.failed or report.skipped
+        log.log(logging.INFO if busy else logging.DEBUG, "%r: %s", self, report.summary())
         return report
 
     def backfill(self, from_block: int, to_block: int, progress: Progress | None = None) -> SyncReport:
@@ -481,12 +492,32 @@ class RelayJob:
                 continue
             index, reason = self._first_refused(batch, err)
             item = batch[index]
+            if self._may_attach(item, reason):
+                if index > 0:  # the items before it first: they may add the origin's home at the parent
+                    gas, err = self._estimate(batch[:index])
+                    if err is None:
+                        pending = self._send(batch[:index], gas, report) + pending[index:]
+                assert self.attach is not None
+                if self.attach(item.origin.chain_id, item.origin.directory):
+                    continue
+                pending = [it for it in pending if it is not item]
+                refused.append((item, str(reason)))
+                continue
             if isinstance(reason, ContractRevert) and reason.name == "RelayDuplicate":
                 report.skipped += 1  # another instance of this job got there first
             else:
                 refused.append((item, str(reason)))
             pending = pending[:index] + pending[index + 1 :]  # the ones before it go in on the next round
         return refused
+
+    def _may_attach(self, item: RelayItem, reason: ContractRevert | UnknownRevert) -> bool:
+        """Whether to ask :attr:`attach` to register ``item``'s origin directory (asked once per pass)."""
+        origin = (item.origin.chain_id, to_checksum_address(item.origin.directory))
+        if (self.attach is None or not isinstance(reason, ContractRevert) or reason.name != "RelayNotAuthorised"
+                or origin == (self.chain_id, self.directory) or origin in self._attach_asked):
+            return False
+        self._attach_asked.add(origin)
+        return True
 
     def _send(self, batch: list[RelayItem], gas: int, report: SyncReport) -> list[RelayItem]:
         """Send one ``relay`` transaction and wait for it; returns the items to try again (empty on success)."""

@@ -8,8 +8,16 @@ from fastapi import APIRouter, Query, status
 
 from api.deps import ServicesDep, SessionDep
 from api.problems import ApiProblem
-from api.routes.records import parse_record, relay_record, versions_public
-from api.schemas import CatalogCreate, CatalogDetail, CatalogPublic, Page, RetirementCreate, SubmissionAccepted
+from api.routes.records import parse_record, provenance_public, relay_record, versions_public
+from api.schemas import (
+    CatalogCreate,
+    CatalogDetail,
+    CatalogPublic,
+    Page,
+    Provenance,
+    RetirementCreate,
+    SubmissionAccepted,
+)
 from registry import queries
 from registry.db import CatalogRow
 from registry.messages import record_message, retire_message
@@ -64,7 +72,8 @@ def list_catalogs(
     owner: Annotated[str | None, Query(description="owning department code (provider code)")] = None,
     share_type: ShareType | None = None,
     open_type: OpenType | None = None,
-    tier: Tier | None = None,
+    tier: Annotated[Tier | None, Query(description="held by a directory of this tier (city: the municipal "
+                                                  "directory)")] = None,
     status_: Annotated[str | None, Query(alias="status", pattern="^(active|retired)$")] = None,
     text: Annotated[str | None, Query(max_length=100, description="substring of name, summary, items")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -84,6 +93,14 @@ def list_catalogs(
         offset=offset,
     )
     return Page[CatalogPublic](items=[_public(r) for r in rows], total=total, limit=limit, offset=offset)
+
+
+@router.get("/{code:path}/provenance", response_model=Provenance)
+def get_catalog_provenance(code: str, session: SessionDep) -> Provenance:
+    """Chain of custody of every version: where it was first recorded (signer, chain, directory, transaction,
+    block, log) and each directory above holding it as relayed (its transaction, block, log and the ``Relayed``
+    event's origin key), from the top tier down to the origin."""
+    return provenance_public(session, "catalog", code)
 
 
 @router.get("/{code:path}", response_model=CatalogDetail)

@@ -2,69 +2,124 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import ServicesDep, SessionDep
-from api.schemas import Health, SubmissionStatus
+from api.deps import Services, ServicesDep, SessionDep
+from api.problems import ApiProblem
+from api.schemas import ChainHealth, ChildLagPublic, Health, SubmissionStatus
+from chain import eip712
 from chain.errors import ChainError
 from chain.sender import parse_receipt
 from registry import queries, sharing
+from registry.directories import RouteError, TierChain
 
 router = APIRouter(tags=["service"])
 
 
+def _head(chain: TierChain) -> int | None:
+    try:
+        return int(chain.rpc.call("eth_blockNumber", []), 16)
+    except (ChainError, OSError):
+        return None
+
+
 @router.get("/health", response_model=Health)
 async def health(services: ServicesDep, session: SessionDep) -> Health:
-    """Chain head, indexer cursor and lag (blocks), confirmations, queued submissions and index counts
-    (directory records, sharing requests and grants, events)."""
-    client = services.client
-    try:
-        head: int | None = int(await run_in_threadpool(client.rpc.call, "eth_blockNumber", []), 16)
-    except (ChainError, OSError):
-        head = None
-    stored = queries.cursor(session, client.chain_id, client.address)
-    cursor = stored.block_number if stored is not None else None
-    lag = head - cursor if head is not None and cursor is not None else None
+    """Per chain: head, indexer cursor and lag (blocks), confirmations; per child directory: its relay lag
+    (blocks and seconds of its chain); queued submissions and index counts. The top-level chain fields are the
+    city chain's."""
+    chains = []
+    for chain in services.chains:
+        head = await run_in_threadpool(_head, chain)
+        stored = queries.cursor(session, chain.chain_id, chain.factory)
+        cursor = stored.block_number if stored is not None else None
+        chains.append(ChainHealth(name=chain.name, chain_id=chain.chain_id, factory=chain.factory, head=head,
+                                  cursor=cursor, lag_blocks=None if head is None or cursor is None else head - cursor,
+                                  confirmations=chain.confirmations))
     indexer_error = services.indexer_error()
+    city = chains[0]
+    children = [ChildLagPublic.model_validate(lag, from_attributes=True) for lag in services.lags()]
+    ok = all(c.head is not None for c in chains) and indexer_error is None
     return Health(
-        status="ok" if head is not None and indexer_error is None else "degraded",
+        status="ok" if ok else "degraded",
         indexer_error=indexer_error,
-        chain_id=client.chain_id,
-        directory=client.address,
-        head=head,
-        cursor=cursor,
-        lag_blocks=lag,
-        confirmations=services.confirmations,
-        pending_submissions=services.relay.batcher.pending(),
+        chain_id=city.chain_id,
+        head=city.head,
+        cursor=city.cursor,
+        lag_blocks=city.lag_blocks,
+        confirmations=city.confirmations,
+        chains=chains,
+        children=children,
+        sync_rounds=services.sync_rounds(),
+        pending_submissions=services.pending(),
         counts={**queries.counts(session), **sharing.counts(session)},
     )
 
 
+def _find_receipt(services: Services, tx_hash: str) -> tuple[TierChain, dict[str, Any]] | None:
+    for chain in services.chains:
+        raw = chain.rpc.call("eth_getTransactionReceipt", [tx_hash])
+        if raw is not None:
+            return chain, raw
+    return None
+
+
+def _known(services: Services, tx_hash: str) -> bool:
+    if services.relay.outcome_known(tx_hash):
+        return True
+    return any(chain.rpc.call("eth_getTransactionByHash", [tx_hash]) is not None for chain in services.chains)
+
+
 @router.get("/submissions/{tx_hash}", response_model=SubmissionStatus)
 async def submission(tx_hash: str, services: ServicesDep, session: SessionDep) -> SubmissionStatus:
-    """State of a submission transaction: ``pending``, ``mined``, ``indexed`` (the indexer's cursor has
-    passed its block), ``reverted``, or ``unknown`` (neither the service nor the chain knows it)."""
-    raw = await run_in_threadpool(services.client.rpc.call, "eth_getTransactionReceipt", [tx_hash])
-    if raw is None:
-        known = services.relay.batcher.outcome(tx_hash)
-        pending = known is not None or (
-            await run_in_threadpool(services.client.rpc.call, "eth_getTransactionByHash", [tx_hash])
-        ) is not None
+    """State of a submission transaction on any of the service's chains: ``pending``, ``mined``, ``indexed`` (the
+    indexer's cursor on its chain has passed its block), ``reverted``, or ``unknown`` (neither the service nor
+    a chain knows it)."""
+    found = await run_in_threadpool(_find_receipt, services, tx_hash)
+    if found is None:
+        pending = await run_in_threadpool(_known, services, tx_hash)
         return SubmissionStatus(tx_hash=tx_hash, status="pending" if pending else "unknown")
+    chain, raw = found
     receipt = parse_receipt(raw)
     if receipt.status != 1:
         return SubmissionStatus(tx_hash=tx_hash, status="reverted", block_number=receipt.block_number,
-                                gas_used=receipt.gas_used)
-    stored = queries.cursor(session, services.client.chain_id, services.client.address)
+                                gas_used=receipt.gas_used, chain_id=chain.chain_id)
+    stored = queries.cursor(session, chain.chain_id, chain.factory)
     indexed = stored is not None and stored.block_number >= receipt.block_number
     return SubmissionStatus(tx_hash=tx_hash, status="indexed" if indexed else "mined",
-                            block_number=receipt.block_number, gas_used=receipt.gas_used)
+                            block_number=receipt.block_number, gas_used=receipt.gas_used, chain_id=chain.chain_id)
 
 
 @router.get("/eip712")
-def eip712_types(services: ServicesDep) -> dict[str, Any]:
-    """The EIP-712 domain and submission types to sign (read from the contract's ``eip712Types()``)."""
-    return {"domain": services.client.domain, "types": services.client.types}
+def eip712_types(
+    services: ServicesDep,
+    jurisdiction: Annotated[str | None, Query(description="the directory of this jurisdiction (code)")] = None,
+    tier: Annotated[str | None, Query(description="its tier, for a jurisdiction not added yet (the root)")] = None,
+    catalog: Annotated[str | None, Query(description="with requester: the directory for a sharing request")] = None,
+    requester: Annotated[str | None, Query(description="the requesting department's code")] = None,
+    request: Annotated[str | None, Query(description="a sharing request id: for its decision or revocation")] = None,
+) -> dict[str, Any]:
+    """The EIP-712 domain of the directory a submission goes to, and the submission types (read from the
+    contract's ``eip712Types()``). Sign a jurisdiction for its parent's directory (the root for its own, with
+    ``tier=city``); a department, key, administrator, catalog or system for its jurisdiction's; a sharing
+    request with ``catalog`` and ``requester``; a decision or revocation with ``request``. With one directory
+    for everything (single mode) no parameter is needed."""
+    directories = services.directories
+    try:
+        if catalog is not None and requester is not None:
+            home, chain_id, address = directories.locate_sharing(catalog, requester)
+        elif request is not None:
+            home, chain_id, address = directories.locate_request(bytes.fromhex(request.removeprefix("0x")))
+        elif jurisdiction is not None or directories.single:
+            home, chain_id, address = directories.locate(jurisdiction, tier)
+        else:
+            raise ApiProblem(400, "missing-parameter", "Which directory?",
+                             "give jurisdiction (and tier=city for a new root), catalog and requester, or request")
+    except RouteError as exc:
+        raise ApiProblem(422, "unknown-reference", "The directory cannot be chosen", str(exc)) from exc
+    except ValueError as exc:
+        raise ApiProblem(422, "invalid-parameter", "The request id is not hex", str(exc)) from exc
+    return {"domain": eip712.domain(chain_id, address), "types": directories.types, "jurisdiction": home}

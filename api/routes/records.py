@@ -6,8 +6,12 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from api.deps import Services
-from api.schemas import SubmissionAccepted, VersionPublic
+from api.problems import ApiProblem
+from api.schemas import Provenance, SubmissionAccepted, VersionProvenancePublic, VersionPublic
+from registry import provenance as registry_provenance
 from registry.messages import Message
 
 
@@ -63,3 +67,12 @@ async def relay_record(
         record_url=f"/{collection}/{code}",
     )
 
+
+
+def provenance_public(session: Session, kind: str, code: str) -> Provenance:
+    """The chain of custody of every version of a ``kind`` record (404 if ``code`` is not indexed)."""
+    found = registry_provenance.provenance(session, kind, code)
+    if found is None:
+        raise ApiProblem(404, "not-found", f"No such {kind}", f"no {kind} with code {code!r} is indexed")
+    return Provenance(kind=kind, code=code,  # type: ignore[arg-type]
+                      versions=[VersionProvenancePublic.model_validate(v, from_attributes=True) for v in found])

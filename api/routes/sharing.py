@@ -30,8 +30,10 @@ from api.schemas import (
     SharingRevocationCreate,
     SharingTransitionPublic,
 )
+from chain.directory import DirectoryClient
 from registry import kpis, sharing
 from registry.db import CatalogRow, CatalogVersionRow, SharingRequestRow, SharingTransitionRow
+from registry.directories import RouteError
 from registry.messages import (
     Message,
     items_mask,
@@ -147,7 +149,13 @@ def _items_mask(services: Services, body: SharingRequestCreate) -> int:
 async def _require_on_chain(services: Services, request_id: str) -> bytes:
     """The id's bytes; 404 when the chain knows no request with that id."""
     rid = bytes.fromhex(request_id[2:])
-    state = await run_in_threadpool(services.client.sharing, rid)
+    try:
+        _home, chain_id, address = await run_in_threadpool(services.directories.locate_request, rid)
+    except RouteError as exc:
+        raise ApiProblem(404, "not-found", "No such sharing request", str(exc)) from exc
+    chain = services.directories.chain_by_id(chain_id)
+    assert chain is not None
+    state = await run_in_threadpool(DirectoryClient(chain.rpc, address, chain_id).sharing, rid)
     if state["status"] == 0:
         raise ApiProblem(404, "not-found", "No such sharing request", f"no sharing request {request_id} on chain")
     return rid

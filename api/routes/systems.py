@@ -8,12 +8,12 @@ from fastapi import APIRouter, Query, status
 
 from api.deps import ServicesDep, SessionDep
 from api.problems import ApiProblem
-from api.routes.records import parse_record, relay_record, versions_public
-from api.schemas import Page, RetirementCreate, SubmissionAccepted, SystemCreate, SystemDetail, SystemPublic
+from api.routes.records import parse_record, provenance_public, relay_record, versions_public
+from api.schemas import Page, Provenance, RetirementCreate, SubmissionAccepted, SystemCreate, SystemDetail, SystemPublic
 from registry import queries
 from registry.db import SystemRow
 from registry.messages import record_message, retire_message
-from registry.models import SystemStatus
+from registry.models import SystemStatus, Tier
 
 router = APIRouter(prefix="/systems", tags=["systems"])
 
@@ -57,6 +57,7 @@ def list_systems(
     owner: Annotated[str | None, Query(description="owning department code")] = None,
     status_: Annotated[SystemStatus | None, Query(alias="status")] = None,
     lifecycle: Annotated[str | None, Query(pattern="^(active|retired)$")] = None,
+    tier: Annotated[Tier | None, Query(description="held by a directory of this tier")] = None,
     text: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
@@ -68,11 +69,20 @@ def list_systems(
         owner=owner,
         status=status_.value if status_ else None,
         lifecycle=lifecycle,
+        tier=tier.value if tier else None,
         text=text,
         limit=limit,
         offset=offset,
     )
     return Page[SystemPublic](items=[_public(r) for r in rows], total=total, limit=limit, offset=offset)
+
+
+@router.get("/{code:path}/provenance", response_model=Provenance)
+def get_system_provenance(code: str, session: SessionDep) -> Provenance:
+    """Chain of custody of every version: where it was first recorded (signer, chain, directory, transaction,
+    block, log) and each directory above holding it as relayed (its transaction, block, log and the ``Relayed``
+    event's origin key), from the top tier down to the origin."""
+    return provenance_public(session, "system", code)
 
 
 @router.get("/{code:path}", response_model=SystemDetail)

@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi.testclient import TestClient
 
@@ -19,8 +20,11 @@ from registry.keystore import Keystore
 FUNDS_WEI = 10**24
 
 
-def make_settings(home: Path, rpc_url: str | None, max_body_bytes: int = 256 * 1024) -> Settings:
-    """Settings for a service under ``home`` on ``rpc_url`` (None: an embedded anvil on a free port)."""
+def make_settings(
+    home: Path, rpc_url: str | None, max_body_bytes: int = 256 * 1024, directories: str = "single", **kw: Any
+) -> Settings:
+    """Settings for a service under ``home`` on ``rpc_url`` (None: an embedded anvil on a free port); one directory
+    for every jurisdiction unless ``directories="per-jurisdiction"``; ``kw``: other settings."""
     return Settings(
         home=home,
         database_url=f"sqlite:///{home / 'index.sqlite'}",
@@ -33,15 +37,18 @@ def make_settings(home: Path, rpc_url: str | None, max_body_bytes: int = 256 * 1
         max_body_bytes=max_body_bytes,
         keystore_password="",
         deadline_s=3600,
+        directories=directories,
+        **kw,
     )
 
 
 @contextmanager
 def running_service(settings: Settings) -> Iterator[tuple[Service, TestClient]]:
     """Start the service (funding its relayer on an external anvil) and yield it with an in-process client."""
-    if settings.rpc_url is not None:
-        relayer = Keystore(settings.home / "keys").address("relayer")
-        Rpc(settings.rpc_url).call("anvil_setBalance", [relayer, hex(FUNDS_WEI)])
+    for url in (settings.rpc_url, settings.district_rpc_url):
+        if url is not None:
+            for label in ("relayer", "administrator", "sync"):
+                Rpc(url).call("anvil_setBalance", [Keystore(settings.home / "keys").address(label), hex(FUNDS_WEI)])
     service = start_service(settings)
     try:
         with TestClient(create_app(service.services(), settings.max_body_bytes)) as client:

@@ -73,13 +73,19 @@ def test_up_demo_twice_keeps_every_record_once(tmp_path: Path) -> None:
         first = _wait_for_load(api, proc)
         catalogs = httpx.get(f"{api}/catalogs", params={"limit": 500}).json()["items"]
         systems = httpx.get(f"{api}/systems", params={"limit": 500}).json()["items"]
-        status = subprocess.run([*DIRCHAIN, "status", "--api", api], capture_output=True, text=True, timeout=60)
+        status = subprocess.run([*DIRCHAIN, "status", "--api", api], capture_output=True, text=True, timeout=60,
+                                env={**os.environ, "COLUMNS": "200"})
     finally:
         out = _interrupt(proc)
     assert "load summary" in out
     assert status.returncode == 0, status.stderr
     lines = {" ".join(line.replace("│", " ").split()) for line in status.stdout.splitlines()}
-    assert f"head {first['head']}" in lines and f"cursor {first['cursor']}" in lines
+    city = f"city chain 31337 head {first['head']}, indexed to {first['cursor']} (lag 0 blocks, 0 confirmations)"
+    assert city in lines, lines
+    # the lag per child: 东城区, 西城区, 大兴区 (→ city) and 西城区's four streets (→ 西城区), all caught up
+    children = {line.split()[0]: line.split()[1:] for line in lines if line.startswith("110")}
+    assert len(children) == 7 and all(c[2:4] == ["0", "0"] for c in children.values()), children
+    assert children["110102/月坛街道"][:2] == ["street", "31337"]
     assert "count: catalogs 22" in lines and "count: systems 69" in lines and "count: departments 28" in lines
     assert len(catalogs) == 22 and len(systems) == 69
 

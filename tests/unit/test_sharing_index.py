@@ -31,6 +31,7 @@ from registry.kpis import (
 from registry.messages import sharing_request_id
 from registry.store import apply_event, apply_events, item_names
 from tests.unit.test_store import (
+    CHAIN_ID,
     DX_CIVIL,
     KEY_DX,
     KEY_XC,
@@ -99,7 +100,7 @@ def session() -> Iterator[Session]:
 
 def apply_all(session: Session, events: list[DecodedLog]) -> None:
     for ev in events:
-        apply_event(session, ev, timestamp_of(ev.block_number))
+        apply_event(session, ev, timestamp_of(ev.block_number), chain_id=CHAIN_ID)
 
 
 # ---------------------------------------------------------------------------------------------- store
@@ -290,7 +291,7 @@ def _dump(order: list[int], cuts: set[int]) -> dict[str, list[tuple[Any, ...]]]:
         for n, i in enumerate(order):
             batch.append((SCENARIO[i], timestamp_of(SCENARIO[i].block_number)))
             if n in cuts or n == len(order) - 1:
-                apply_events(session, batch)
+                apply_events(session, batch, chain_id=CHAIN_ID)
                 batch = []
                 session.commit()
         dump = queries.dump_index(session)

@@ -43,7 +43,8 @@ def _grant(rid: str, end: int, status: str = "granted") -> SharingRequestRow:
     return SharingRequestRow(
         id=rid, catalog_code="301001/X", catalog_hash="0x", catalog_version=1, requester_id="0x", owner_id="0x",
         items_mask="1", purpose="p", basis="b", start=0, end=end, status=status, requested_at=0, signer="0x",
-        nonce="1", deadline="1", signature="0x", tx_hash="0x", log_index=0, block_number=1,
+        nonce="1", deadline="1", signature="0x", chain_id=31337, directory="0x" + "11" * 20, tx_hash="0x", log_index=0,
+        block_number=1,
     )
 
 
@@ -65,7 +66,7 @@ def sessions() -> sessionmaker[Session]:
 def test_expiry_job_hands_over_grants_whose_period_is_over(sessions: sessionmaker[Session]) -> None:
     batcher = FakeBatcher()
     chain_time = [150]
-    job = ExpiryJob(sessions, batcher, lambda: chain_time[0], clock=lambda: 0.0, retry_s=0.05)  # type: ignore[arg-type]
+    job = ExpiryJob(sessions, lambda _c, _d: batcher, lambda: chain_time[0], clock=lambda: 0.0, retry_s=0.05)  # type: ignore[arg-type]
     assert job.run_once() == ["0x" + "01" * 32]
     primary, struct, future = batcher.submitted[0]
     assert primary == "Expiry" and struct == bytes.fromhex("01" * 32)
@@ -81,11 +82,11 @@ def test_expiry_job_hands_over_grants_whose_period_is_over(sessions: sessionmake
 
 def test_expiry_job_uses_the_later_of_chain_time_and_wall_clock(sessions: sessionmaker[Session]) -> None:
     batcher = FakeBatcher()
-    job = ExpiryJob(sessions, batcher, lambda: 0, clock=lambda: 1000.5)  # type: ignore[arg-type]
+    job = ExpiryJob(sessions, lambda _c, _d: batcher, lambda: 0, clock=lambda: 1000.5)  # type: ignore[arg-type]
     assert job.now() == 1000
     assert sorted(job.run_once()) == ["0x" + "01" * 32, "0x" + "02" * 32, "0x" + "04" * 32]
     with pytest.raises(ValueError):
-        ExpiryJob(sessions, batcher, lambda: 0, interval_s=0)  # type: ignore[arg-type]
+        ExpiryJob(sessions, lambda _c, _d: batcher, lambda: 0, interval_s=0)  # type: ignore[arg-type]
 
 
 def test_expiry_is_a_batch_of_bare_ids() -> None:

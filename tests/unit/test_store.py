@@ -33,6 +33,7 @@ ADMIN = to_checksum_address("0x" + keccak(text="admin").hex()[:40])
 KEY_XC = to_checksum_address("0x" + keccak(text="key xc").hex()[:40])
 KEY_DX = to_checksum_address("0x" + keccak(text="key dx").hex()[:40])
 DIRECTORY = "0x5fbdb2315678afecb367f032d93f642f64180aa3"
+CHAIN_ID = 31337
 
 CITY, XICHENG, DAXING = "110000", "110102", "110115"
 XC_CIVIL, DX_CIVIL = "DXC0001", "DDX0001"
@@ -252,7 +253,7 @@ def session(engine: Engine) -> Iterator[Session]:
 
 def apply_all(session: Session, events: list[DecodedLog]) -> None:
     for ev in events:
-        apply_event(session, ev, timestamp_of(ev.block_number))
+        apply_event(session, ev, timestamp_of(ev.block_number), chain_id=CHAIN_ID)
 
 
 # ---------------------------------------------------------------------------------------- schema
@@ -358,7 +359,7 @@ def test_same_block_number_with_another_hash_is_a_reorg(session: Session) -> Non
     apply_all(session, evs)
     other = c.log("RoleGranted", {"role": ZERO32, "account": KEY_XC, "sender": ADMIN}, block_hash="0x" + "ee" * 32)
     with pytest.raises(ReorgDetected) as info:
-        apply_event(session, other, timestamp_of(other.block_number))
+        apply_event(session, other, timestamp_of(other.block_number), chain_id=CHAIN_ID)
     assert info.value.block_number == c.block and info.value.got_hash == "0x" + "ee" * 32
 
 
@@ -730,9 +731,9 @@ def _dump_after(
         batch.append((ev, timestamp_of(ev.block_number)))
         if cuts is None or n in cuts or n == len(indexes) - 1:
             if len(batch) == 1:
-                apply_event(session, *batch[0])
+                apply_event(session, *batch[0], chain_id=CHAIN_ID)
             else:
-                apply_events(session, batch)
+                apply_events(session, batch, chain_id=CHAIN_ID)
             batch = []
         if commits and n in commits:
             session.commit()
@@ -756,9 +757,9 @@ def test_duplicate_reapplications_do_not_change_the_index(
 
 def test_apply_events_counts_new_events_only(session: Session) -> None:
     evs = [(ev, timestamp_of(ev.block_number)) for ev in SCENARIO]
-    assert apply_events(session, evs[:5] + evs[:2]) == 5
-    assert apply_events(session, evs) == len(evs) - 5
-    assert apply_events(session, evs) == 0
+    assert apply_events(session, evs[:5] + evs[:2], chain_id=CHAIN_ID) == 5
+    assert apply_events(session, evs, chain_id=CHAIN_ID) == len(evs) - 5
+    assert apply_events(session, evs, chain_id=CHAIN_ID) == 0
 
 
 def test_scenario_full_replay_shape() -> None:

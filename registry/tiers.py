@@ -1,0 +1,156 @@
+"""The service's tier sync: one relay job (:class:`registry.sync.RelayJob`) per child directory, street →
+district → city, run in rounds by one thread.
+
+The children are read from the index (the factory's ``DirectoryCreated`` events for the service's relayer):
+every directory whose home has a parent jurisdiction is relayed to its parent's directory, streets before
+districts in each round, so a street record usually reaches the city in one round. The lag of each child (in
+blocks and seconds of its chain, see :meth:`RelayJob.lag`) after its latest pass is kept for ``dirchain
+status``, ``GET /health`` and ``GET /metrics``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from chain.abi import ContractCodec
+from chain.directory import DirectoryClient
+from chain.logs import LogFetcher
+from registry.db import DirectoryRow, JurisdictionRow
+from registry.directories import Directories, TierChain
+from registry.errors import ReorgDetected
+from registry.sync import RelayJob
+
+log = logging.getLogger(__name__)
+
+#: Tiers in the order their jobs run in a round (lower tiers first).
+_ORDER = {"street": 0, "district": 1}
+
+
+@dataclass
+class ChildLag:
+    """A child directory's relay state: its home ``jurisdiction`` (code) and ``tier``, where it lives
+    (``chain_id``, ``directory``) and its parent's (``parent_chain_id``, ``parent_directory``); after the latest
+    pass the child chain's ``head``, the lag behind it in ``blocks`` and ``seconds``, items ``relayed`` in all,
+    refused items still ``failing``, and the pass's ``error`` (None when it went through)."""
+
+    jurisdiction: str
+    tier: str
+    chain_id: int
+    directory: str
+    parent_chain_id: int
+    parent_directory: str
+    head: int = 0
+    blocks: int = 0
+    seconds: int = 0
+    relayed: int = 0
+    failing: int = 0
+    error: str | None = None
+
+
+@dataclass
+class _Child:
+    job: RelayJob
+    lag: ChildLag
+
+
+@dataclass
+class TierSync:
+    """Relays every child directory of ``directories`` to its parent, state in ``sessions``; ``interval_s``:
+    seconds between rounds once caught up; ``batch_size``: most items per ``relay`` transaction."""
+
+    directories: Directories
+    sessions: sessionmaker[Session]
+    interval_s: float = 1.0
+    batch_size: int = 50
+    rounds: int = 0
+    _children: dict[tuple[int, str], _Child] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _discover(self) -> None:
+        """Make a job for every child directory the index lists that has none yet."""
+        with self.sessions() as session:
+            rows = session.execute(
+                select(DirectoryRow, JurisdictionRow).join(JurisdictionRow, JurisdictionRow.id == DirectoryRow.home_id)
+            ).all()
+            found = [(d, j) for d, j in rows if j.parent_id is not None]
+            parents = {j.id: session.get(JurisdictionRow, j.parent_id) for _d, j in found}
+        for d, j in found:
+            chain = self.directories.chain_by_id(d.chain_id)
+            parent_j = parents[j.id]
+            if chain is None or d.creator != chain.relayer.address or parent_j is None:
+                continue
+            key = (d.chain_id, d.address)
+            if key in self._children:
+                continue
+            parent_chain = self.directories.chain_of_tier(parent_j.tier)
+            parent_address = self.directories.predict(parent_chain, bytes.fromhex(parent_j.id[2:]))
+            job = self._job(chain, d, parent_chain, parent_address)
+            lag = ChildLag(j.code, j.tier, d.chain_id, d.address, parent_chain.chain_id, parent_address)
+            with self._lock:
+                self._children[key] = _Child(job, lag)
+
+    def _job(self, chain: TierChain, row: DirectoryRow, parent_chain: TierChain, parent_address: str) -> RelayJob:
+        parent = DirectoryClient(parent_chain.rpc, parent_address, parent_chain.chain_id, parent_chain.sync)
+        fetcher = LogFetcher.from_rpc(chain.rpc, row.address)
+        return RelayJob(
+            fetcher,
+            ContractCodec(parent.abi),
+            chain.chain_id,
+            row.address,
+            parent,
+            self.sessions,
+            confirmations=chain.confirmations,
+            batch_size=self.batch_size,
+            start_block=row.block_number,
+            attach=lambda chain_id, address: self.directories.attach(parent, chain_id, address),
+        )
+
+    def run_once(self) -> int:
+        """One round over every child (streets first); returns the items relayed. A child whose pass fails keeps
+        its error in its :class:`ChildLag` and does not stop the others."""
+        self._discover()
+        with self._lock:
+            children = sorted(self._children.values(), key=lambda c: (_ORDER.get(c.lag.tier, 9), c.lag.jurisdiction))
+        added = 0
+        for child in children:
+            try:
+                report = child.job.run_once()
+            except ReorgDetected as exc:
+                child.lag.error = f"reorganisation deeper than the confirmation depth: {exc}"
+                log.critical("relay of %s stopped: %s", child.lag.jurisdiction, exc)
+                continue
+            except Exception as exc:
+                child.lag.error = str(exc)
+                log.warning("relay of %s failed (retried next round): %s", child.lag.jurisdiction, exc)
+                continue
+            added += report.added
+            child.lag.head = report.head
+            child.lag.blocks, child.lag.seconds = report.lag_blocks, report.lag_seconds
+            child.lag.relayed += report.added
+            child.lag.failing = len(child.job.failures())
+            child.lag.error = None
+        self.rounds += 1
+        return added
+
+    def lags(self) -> list[ChildLag]:
+        """Each child's state after its latest pass, lower tiers first."""
+        with self._lock:
+            return sorted((c.lag for c in self._children.values()),
+                          key=lambda lag: (_ORDER.get(lag.tier, 9), lag.jurisdiction))
+
+    def run(self, stop: threading.Event) -> None:
+        """Rounds until ``stop`` is set (a thread's target); a round that relayed something is followed at once
+        by the next, an idle one after ``interval_s`` seconds."""
+        while not stop.is_set():
+            try:
+                busy = self.run_once() > 0
+            except Exception as exc:  # discovery itself failed (database, RPC): try again next round
+                log.warning("tier sync round failed: %s", exc)
+                busy = False
+            if not busy:
+                stop.wait(self.interval_s)

@@ -1,0 +1,212 @@
+"""The service with a directory per jurisdiction on two anvil chains — a district chain carrying the district
+and street directories and a city chain: the seed directory is loaded at its own tiers through the API, the
+service's tier sync brings it up, and the city directory holds every record exactly once, each with a chain of
+custody that leads back to its origin transaction (checked against both chains' receipts, not the index)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from eth_abi import encode as abi_encode
+from eth_utils import keccak, to_checksum_address
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from chain.abi import ContractCodec
+from chain.artifacts import load_artifact
+from chain.node import AnvilNode
+from chain.rpc import Rpc
+from dirchain.cli import SEED_FILE, SEED_SHARING_FILE, app
+from dirchain.service import Service
+from registry.keystore import Keystore
+from registry.loader import DirectoryLoader, LoadSummary, read_sharing
+from registry.seed import Directory, read_directory
+from tests.integration.service import make_settings, running_service
+
+DISTRICT_CHAIN_ID = 31338
+CITY_CHAIN_ID = 31339
+CODEC = ContractCodec(load_artifact("Directory").abi)
+VERSION_EVENTS = ("CatalogVersionRecorded", "CatalogRetired", "SystemVersionRecorded", "SystemRetired")
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def chains() -> Iterator[dict[str, AnvilNode]]:
+    nodes = {"district": AnvilNode(chain_id=DISTRICT_CHAIN_ID), "city": AnvilNode(chain_id=CITY_CHAIN_ID)}
+    for node in nodes.values():
+        node.start()
+    yield nodes
+    for node in nodes.values():
+        node.stop()
+
+
+@pytest.fixture(scope="module")
+def seed() -> Directory:
+    return read_directory(SEED_FILE)
+
+
+@pytest.fixture(scope="module")
+def tiered(
+    chains: dict[str, AnvilNode], tmp_path_factory: pytest.TempPathFactory, seed: Directory
+) -> Iterator[tuple[Service, TestClient, LoadSummary]]:
+    """The per-jurisdiction service on the two chains, with the seed and its sharing requests loaded and synced."""
+    home = tmp_path_factory.mktemp("tiers")
+    settings = make_settings(home, chains["city"].rpc_url, directories="per-jurisdiction",
+                             district_rpc_url=chains["district"].rpc_url, sync_interval_s=0.2)
+    with running_service(settings) as (service, client):
+        loader = DirectoryLoader("http://testserver", Keystore(home / "keys"), http=client, index_timeout_s=120)
+        summary = loader.load(seed, read_sharing(SEED_SHARING_FILE))
+        DirectoryLoader("http://testserver", Keystore(home / "keys"), http=client)._await_synced()
+        yield service, client, summary
+
+
+def _logs(node: AnvilNode, address: str) -> list[Any]:
+    raw = Rpc(node.rpc_url).call("eth_getLogs", [{"address": address, "fromBlock": "0x0", "toBlock": "latest"}])
+    return [ev for ev in map(CODEC.decode_log, raw) if ev is not None]
+
+
+def _log_at(node: AnvilNode, tx_hash: str, log_index: int) -> Any:
+    receipt = Rpc(node.rpc_url).call("eth_getTransactionReceipt", [tx_hash])
+    assert receipt is not None, f"no transaction {tx_hash} on chain {node.chain_id}"
+    for raw in receipt["logs"]:
+        if int(raw["logIndex"], 16) == log_index:
+            return CODEC.decode_log(raw)
+    raise AssertionError(f"no log {log_index} in {tx_hash}")
+
+
+def _city_directory(service: Service) -> str:
+    return service.directories.predict(service.chains["city"], keccak(text="110000"))
+
+
+def test_seed_loads_at_its_own_tiers_on_two_chains(tiered: tuple[Service, TestClient, LoadSummary]) -> None:
+    service, client, summary = tiered
+    assert summary.ok, {p: s.failed for p, s in summary.phases.items()}
+    assert {p: s.added for p, s in summary.phases.items()} == {
+        "jurisdictions": 8, "departments": 28, "department keys": 28, "systems": 69, "catalogs": 22, "sharing": 6,
+    }
+    assert set(service.chains) == {"city", "district"}
+    assert service.chains["city"].chain_id == CITY_CHAIN_ID and service.chains["district"].chain_id == DISTRICT_CHAIN_ID
+    # every catalog was first recorded in its own jurisdiction's directory, on its tier's chain
+    for item in client.get("/catalogs", params={"limit": 500}).json()["items"]:
+        origin = client.get(f"/catalogs/{item['code']}/provenance").json()["versions"][0]["origin"]
+        assert origin["jurisdiction"] == item["jurisdiction"] and origin["tier"] == item["tier"]
+        assert origin["chain_id"] == (CITY_CHAIN_ID if item["tier"] == "city" else DISTRICT_CHAIN_ID)
+
+
+def test_city_directory_holds_every_record_exactly_once(
+    tiered: tuple[Service, TestClient, LoadSummary], chains: dict[str, AnvilNode], seed: Directory
+) -> None:
+    service, client, _ = tiered
+    city_logs = _logs(chains["city"], _city_directory(service))
+    versions = Counter((ev.event, ev.args["code"], ev.args["version"]) for ev in city_logs
+                       if ev.event in VERSION_EVENTS)
+    assert versions and set(versions.values()) == {1}
+    expected = set()
+    for kind, event in (("catalogs", "CatalogVersionRecorded"), ("systems", "SystemVersionRecorded")):
+        for item in client.get(f"/{kind}", params={"limit": 500}).json()["items"]:
+            for v in client.get(f"/{kind}/{item['code']}").json()["versions"]:
+                expected.add((event if v["action"] != "retire" else event.replace("VersionRecorded", "Retired"),
+                              item["code"], v["version"]))
+    assert set(versions) == expected and len(expected) == 22 + 69
+    added = Counter(ev.args["code"] for ev in city_logs if ev.event == "JurisdictionAdded")
+    assert set(added) == {j.code for j in seed.jurisdictions} and set(added.values()) == {1}
+    registered = Counter(ev.args["code"] for ev in city_logs if ev.event == "DepartmentRegistered")
+    assert set(registered) == {d.code for d in seed.departments} and set(registered.values()) == {1}
+    requested = Counter(ev.args["id"] for ev in city_logs if ev.event == "SharingRequested")
+    assert len(requested) == 6 and set(requested.values()) == {1}
+    # the read side: the municipal directory is everything, the street tier only the streets' own
+    assert client.get("/catalogs", params={"tier": "city"}).json()["total"] == 22
+    assert client.get("/systems", params={"tier": "city", "limit": 1}).json()["total"] == 69
+    streets = client.get("/catalogs", params={"tier": "street"}).json()["items"]
+    assert streets and {c["tier"] for c in streets} == {"street"}
+
+
+def test_provenance_leads_from_the_city_to_the_origin_transaction(
+    tiered: tuple[Service, TestClient, LoadSummary], chains: dict[str, AnvilNode]
+) -> None:
+    service, client, _ = tiered
+    node_of = {CITY_CHAIN_ID: chains["city"], DISTRICT_CHAIN_ID: chains["district"]}
+    hops_by_tier: Counter[str] = Counter()
+    for kind in ("catalogs", "systems"):
+        for item in client.get(f"/{kind}", params={"limit": 500}).json()["items"]:
+            reply = client.get(f"/{kind}/{item['code']}/provenance")
+            assert reply.status_code == 200
+            for version in reply.json()["versions"]:
+                origin, custody = version["origin"], version["custody"]
+                assert custody[-1] == origin and custody[0]["tier"] == "city"
+                assert custody[0]["directory"] == _city_directory(service)
+                assert [h["tier"] for h in custody] == sorted((h["tier"] for h in custody),
+                                                             key=["city", "district", "street"].index)
+                at_origin = _log_at(node_of[origin["chain_id"]], origin["tx_hash"], origin["log_index"])
+                assert to_checksum_address(at_origin.address) == origin["directory"]
+                assert at_origin.args["code"] == item["code"]
+                assert at_origin.args["version"] == version["version"] and at_origin.block_hash == origin["block_hash"]
+                key = keccak(abi_encode(["uint256", "address", "bytes32", "uint32"], [
+                    origin["chain_id"], to_checksum_address(origin["directory"]),
+                    bytes.fromhex(origin["tx_hash"][2:]), origin["log_index"]]))
+                for hop in custody[:-1]:
+                    hops_by_tier[hop["tier"]] += 1
+                    node = node_of[hop["chain_id"]]
+                    copy = _log_at(node, hop["tx_hash"], hop["log_index"])
+                    assert copy.event == at_origin.event and to_checksum_address(copy.address) == hop["directory"]
+                    assert all(copy.args[k] == at_origin.args[k] for k in ("code", "version", "signer", "signature"))
+                    relayed = _log_at(node, hop["tx_hash"], hop["relayed_log_index"])
+                    assert relayed.event == "Relayed" and relayed.args["originKey"] == key
+                    assert hop["origin_key"] == "0x" + key.hex()
+                    assert "0x" + relayed.args["txHash"].hex() == origin["tx_hash"]
+                    assert relayed.args["chainId"] == origin["chain_id"]
+    assert hops_by_tier["city"] == 22 + 69 - _city_origin_count(client)
+    assert hops_by_tier["district"] > 0  # the streets' records went through their district
+
+
+def _city_origin_count(client: TestClient) -> int:
+    return sum(
+        client.get(f"/{kind}", params={"jurisdiction": "110000", "limit": 1}).json()["total"]
+        for kind in ("catalogs", "systems")
+    )
+
+
+def test_lag_per_child_in_health_metrics_and_status(
+    tiered: tuple[Service, TestClient, LoadSummary], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _service, client, _ = tiered
+    health = client.get("/health").json()
+    children = {c["jurisdiction"]: c for c in health["children"]}
+    assert set(children) == {"110101", "110102", "110115", "110102/大栅栏街道", "110102/月坛街道", "110102/德胜街道",
+                             "110102/新街口街道"}
+    assert all(c["blocks"] == 0 and c["failing"] == 0 and c["error"] is None for c in children.values())
+    assert children["110102/月坛街道"]["parent_chain_id"] == DISTRICT_CHAIN_ID
+    assert children["110102"]["parent_chain_id"] == CITY_CHAIN_ID and children["110102"]["relayed"] > 0
+    assert {c["name"] for c in health["chains"]} == {"city", "district"}
+
+    metrics = client.get("/metrics").text
+    line = next(x for x in metrics.splitlines() if x.startswith("dirchain_relay_lag_blocks{") and "月坛街道" in x)
+    assert line.endswith(" 0.0") and 'tier="street"' in line and f'chain_id="{DISTRICT_CHAIN_ID}"' in line
+    assert sum(x.startswith("dirchain_relay_lag_seconds{") for x in metrics.splitlines()) == 7
+
+    def get(url: str, timeout: float) -> httpx.Response:
+        return client.get(url.removeprefix("http://api"))
+
+    monkeypatch.setattr(httpx, "get", get)
+    result = CliRunner().invoke(app, ["status", "--api", "http://api"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "lag per child" in result.output and "月坛街道" in result.output and "district chain" in result.output
+    as_json = CliRunner().invoke(app, ["status", "--api", "http://api", "--json"])
+    assert len(json.loads(as_json.output)["children"]) == 7
+
+
+def test_eip712_names_the_directory_a_submission_goes_to(tiered: tuple[Service, TestClient, LoadSummary]) -> None:
+    service, client, _ = tiered
+    street = client.get("/eip712", params={"jurisdiction": "110102/月坛街道"}).json()
+    assert street["domain"]["chainId"] == DISTRICT_CHAIN_ID and street["jurisdiction"] == "110102/月坛街道"
+    city = client.get("/eip712", params={"jurisdiction": "110000"}).json()
+    assert city["domain"]["verifyingContract"] == _city_directory(service)
+    assert client.get("/eip712").status_code == 400
+    unknown = client.get("/eip712", params={"jurisdiction": "110999"})
+    assert unknown.status_code == 422 and "110999" in unknown.json()["detail"]
