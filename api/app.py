@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from api import problems
 from api.deps import Services
-from api.routes import catalogs, directory, health, metrics, sharing, systems
+from api.routes import audit, catalogs, directory, health, metrics, sharing, systems
 
 
 def create_app(services: Services, max_body_bytes: int = 256 * 1024) -> FastAPI:
@@ -19,6 +19,7 @@ def create_app(services: Services, max_body_bytes: int = 256 * 1024) -> FastAPI:
     app.state.services = services
     problems.install(app)
     app.include_router(health.router)
+    app.include_router(audit.router)
     app.include_router(metrics.router)
     app.include_router(directory.router)
     app.include_router(systems.router)

@@ -1,8 +1,10 @@
-"""The API's submission front: choose the directory, check the signature, simulate, reserve, hand to the
-directory's batcher.
+"""The API's submission front: choose the directory, check the signature, reserve, hand to the directory's
+batcher, answer with the transaction hash or the refusal.
 
-Nothing reaches the chain unless its simulation passes, so a rejected submission writes nothing;
-two identical submissions in flight at once are refused (409) before either is simulated.
+The batcher simulates each batch (one ``eth_call``) before sending it and, if the batch would revert, each of
+its submissions alone: a refused submission gets its decoded custom error (a 4xx here) and never reaches the
+chain, so a rejected submission writes nothing. Two identical submissions in flight at once are refused (409)
+before either is queued.
 """
 
 from __future__ import annotations
@@ -69,7 +71,8 @@ class Relay:
         """Relay one signed message; returns (transaction hash, signer address).
 
         Raises :class:`ApiProblem`: 400 for a malformed signature, 409 for a duplicate in flight, 422 when the
-        directory cannot be chosen, 4xx mapped from the contract's custom error when the simulation reverts.
+        directory cannot be chosen, 4xx mapped from the contract's custom error when the batcher's simulation of
+        the submission reverts.
         """
         signature = bytes.fromhex(signature_hex[2:])
         target = await self.route(msg)
@@ -83,7 +86,6 @@ class Relay:
         self._reserve(keys)
         tx_hash: str | None = None
         try:
-            await run_in_threadpool(client.simulate, msg.primary, [struct])
             future = target.batcher.submit(msg.primary, struct)
             tx_hash = await asyncio.wait_for(asyncio.wrap_future(future), timeout=self.timeout_s)
         except (ContractRevert, UnknownRevert) as exc:

@@ -466,3 +466,222 @@ class Provenance(BaseModel):
     kind: Literal["catalog", "system"]
     code: str
     versions: list[VersionProvenancePublic]
+
+
+# ---------------------------------------------------------------------------------------- audit
+
+
+class HistoryVersionPublic(BaseModel):
+    """One version of a record's history: the event (action, digest, validity, signer, nonce), where it was
+    first recorded (chain id, directory, its jurisdiction and tier, tx hash, block, log, block timestamp in unix
+    seconds), the tiers holding it and its chain of custody (top tier first, the origin last)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    version: int
+    action: str
+    digest: str | None
+    valid: bool
+    invalid_reason: str | None
+    signer: str
+    nonce: str
+    chain_id: int
+    directory: str
+    jurisdiction: str | None
+    tier: str | None
+    tx_hash: str
+    block_number: int
+    block_hash: str
+    log_index: int
+    block_timestamp: int
+    tiers: list[str]
+    custody: list[HolderPublic]
+    record: Any | None = None
+
+
+class RecordHistoryPublic(BaseModel):
+    """The full history of a catalog or system, oldest version first."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    kind: Literal["catalog", "system"]
+    code: str
+    status: str
+    latest_version: int
+    jurisdiction: str | None
+    department: str | None
+    versions: list[HistoryVersionPublic]
+
+
+class FieldDifferencePublic(BaseModel):
+    """A field of a document that differs from the committed record: ``path`` (``data_items[1].name``), the
+    committed value (``expected``) and the document's (``got``); ``missing``: ``document`` or ``record`` when
+    one side lacks the field."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    path: str
+    expected: Any
+    got: Any
+    missing: str
+
+
+class CheckOutcomePublic(BaseModel):
+    """One check of the evidence bundle's numbered plan that ran (see ``registry.evidence``)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    number: int
+    name: str
+    passed: bool
+    detail: str
+
+
+class ChainHolderPublic(BaseModel):
+    """A directory holding the version, as read from the chain: home jurisdiction and tier, chain id, address,
+    the log recording it there, whether it is a relayed copy, and the digest its ``recordDigest`` view answers."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    jurisdiction: str | None
+    tier: str | None
+    chain_id: int
+    directory: str
+    tx_hash: str
+    block_number: int
+    log_index: int
+    relayed: bool
+    digest_on_chain: str
+
+
+class RecordVerificationPublic(BaseModel):
+    """Whether a document is a committed version, checked against the chain: the recomputed ``digest``; the
+    matching (or, when not ``ok``, nearest) version with its signer and origin transaction, block and log; the
+    directories holding it; the fields that differ; the first failure; the evidence checks that ran."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    ok: bool
+    kind: Literal["catalog", "system"]
+    code: str
+    digest: str
+    version: int | None
+    status: str | None
+    signer: str | None
+    chain_id: int | None
+    directory: str | None
+    tx_hash: str | None
+    block_number: int | None
+    block_hash: str | None
+    log_index: int | None
+    holders: list[ChainHolderPublic]
+    differences: list[FieldDifferencePublic]
+    failure: str | None
+    checks: list[CheckOutcomePublic]
+
+
+class OriginPublic(BaseModel):
+    """Where a relayed record was first recorded."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    chain_id: int
+    directory: str
+    tx_hash: str
+    block_number: int
+    log_index: int
+
+
+class ChangePublic(BaseModel):
+    """One event recorded in a directory: name, record kind, subject (code, account or request id), version,
+    event-specific ``detail``, signer, where (chain id, directory, tx hash, block, log, block timestamp in unix
+    seconds) and, for a relayed copy, its ``origin``."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    event: str
+    kind: str | None
+    subject: str
+    version: int | None
+    detail: dict[str, Any]
+    signer: str
+    chain_id: int
+    directory: str
+    tx_hash: str
+    block_number: int
+    log_index: int
+    block_timestamp: int
+    origin: OriginPublic | None
+
+
+class DirectoryRef(BaseModel):
+    """A directory: chain id and address."""
+
+    chain_id: int
+    address: str
+
+
+class JurisdictionChangesPublic(BaseModel):
+    """What changed in a jurisdiction's directory in ``[from, to)`` (block timestamps, unix seconds), by
+    category, each in chain order."""
+
+    jurisdiction: str
+    tier: str
+    from_: int = Field(serialization_alias="from")
+    to: int
+    directories: list[DirectoryRef]
+    versions: list[ChangePublic]
+    retirements: list[ChangePublic]
+    jurisdictions: list[ChangePublic]
+    departments: list[ChangePublic]
+    keys: list[ChangePublic]
+    sharing: list[ChangePublic]
+
+
+class ColumnDifferencePublic(BaseModel):
+    """A column of a changed row: the value rebuilt from the chain (``expected``) and the index's (``got``)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    column: str
+    expected: Any
+    got: Any
+
+
+class FindingPublic(BaseModel):
+    """A row where the index and the chain disagree: ``kind`` changed / missing (on chain, not in the index) /
+    extra (in the index, not on chain); ``key``: the primary key's values; ``message``: one line naming it."""
+
+    table: str
+    key: list[Any]
+    kind: Literal["changed", "missing", "extra"]
+    differences: list[ColumnDifferencePublic]
+    row: dict[str, Any] | None
+    message: str
+
+
+class ChainCheckPublic(BaseModel):
+    """One chain of a drift report: head, the index's cursor, the block the rebuild reached, events re-applied."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    chain_id: int
+    name: str
+    factory: str
+    head: int
+    cursor: int | None
+    rebuilt_to: int | None
+    events: int
+
+
+class DriftReportPublic(BaseModel):
+    """The index compared row by row with the index rebuilt from the chains alone: ``ok`` iff no finding;
+    ``findings``: the first ``limit`` of ``findings_total``; ``tables``: rows compared per table; ``elapsed_ms``:
+    wall time of the report, rebuild included."""
+
+    ok: bool
+    findings_total: int
+    findings: list[FindingPublic]
+    chains: list[ChainCheckPublic]
+    tables: dict[str, int]
+    elapsed_ms: float

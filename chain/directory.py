@@ -161,7 +161,7 @@ class DirectoryClient:
         self._call(call)
 
     def submit(self, primary: str, structs: list[Any]) -> str:
-        """Estimate (which simulates) and send one batch transaction; returns its hash.
+        """Simulate with a gas budget (:meth:`TxSender.budget_gas`) and send one batch transaction; returns its hash.
 
         Raises ContractRevert if the batch would revert; needs a sender.
         """
@@ -169,11 +169,11 @@ class DirectoryClient:
             raise ValueError("expected a DirectoryClient with a sender, got a read-only one")
         data = self.encode(method_of(primary), [structs])
         try:
-            gas = self.sender.estimate_gas(self.address, data)
+            gas = self.sender.budget_gas(self.address, data, len(structs))
         except RpcError as exc:
             raise self._revert(exc) from exc
         label = f"{method_of(primary)}×{len(structs)}"
-        return self.sender.send(self.address, data, gas + gas // 5 + 10_000, label=label)
+        return self.sender.send(self.address, data, gas, label=label)
 
     def submit_and_wait(self, primary: str, structs: list[Any]) -> Receipt:
         """:meth:`submit` then wait for the receipt."""

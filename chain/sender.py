@@ -70,6 +70,7 @@ class TxSender:
         self._lock = threading.Lock()
         self._next_nonce: int | None = None
         self._gas_price: int | None = None
+        self._block_gas_limit: int | None = None
 
     @property
     def address(self) -> str:
@@ -90,6 +91,32 @@ class TxSender:
         if self._gas_price is None:
             self._gas_price = int(self.rpc.call("eth_gasPrice", []), 16)
         return self._gas_price
+
+    @property
+    def block_gas_limit(self) -> int:
+        """Gas limit of the latest block (read once): no transaction may ask for more."""
+        if self._block_gas_limit is None:
+            block = self.rpc.call("eth_getBlockByNumber", ["latest", False])
+            self._block_gas_limit = int(block["gasLimit"], 16)
+        return self._block_gas_limit
+
+    def budget_gas(self, to: str, data: bytes, items: int) -> int:
+        """A gas limit for a batch of ``items`` submissions in ``data`` (calldata bytes), checked by ONE ``eth_call``
+        with that much gas instead of ``eth_estimateGas`` (which re-executes the call a dozen times in its binary
+        search: 363 ms against 17 ms for 200 catalogs on anvil). The budget — 100,000 + 300,000 per item + 100 per
+        calldata byte — is a generous upper bound of what a submission uses (a catalog version uses ~120,000–
+        200,000); only the gas used is charged. Falls back to :meth:`estimate_gas` when the budget exceeds the
+        block gas limit (adding a fifth and 50,000 to the estimate). Raises RpcError (with revert data) if the call
+        reverts or runs out of gas."""
+        budget = 100_000 + 300_000 * items + 100 * len(data)
+        if budget > self.block_gas_limit:
+            estimate = self.estimate_gas(to, data)
+            return min(self.block_gas_limit, estimate + estimate // 5 + 50_000)
+        call = {"from": self.address, "to": to, "data": "0x" + data.hex(), "gas": hex(budget)}
+        # "pending", like eth_estimateGas: the next block's context (its timestamp), not the latest block's — an
+        # idle chain that mines on demand has a stale latest block, and the expiry of a grant depends on the time.
+        self.rpc.call("eth_call", [call, "pending"])
+        return budget
 
     def estimate_gas(self, to: str | None, data: bytes) -> int:
         """``eth_estimateGas`` of a call from this account (gas). Raises RpcError with revert data."""

@@ -36,7 +36,7 @@ SEED_FILE = PROJECT_ROOT / "data" / "beijing-seed-directory.json"
 SEED_SHARING_FILE = PROJECT_ROOT / "data" / "beijing-seed-sharing.json"
 
 
-def _load(path: Path, api_url: str, sharing_path: Path | None = None) -> bool:
+def _load(path: Path, api_url: str, sharing_path: Path | None = None, workers: int = 8) -> bool:
     """Load ``path`` and then the sharing requests of ``sharing_path`` (default: the sharing file next to
     ``path``, see :func:`registry.loader.sharing_file_for`) through the API at ``api_url`` with a
     progress bar; prints the summary; True if all went in."""
@@ -62,7 +62,7 @@ def _load(path: Path, api_url: str, sharing_path: Path | None = None) -> bool:
             progress.update(tasks[phase], completed=done if total else 1, total=max(total, 1))
 
         loader = DirectoryLoader(api_url, Keystore(s.home / "keys", s.keystore_password), deadline_s=s.deadline_s,
-                                 progress=on_progress)
+                                 workers=workers, progress=on_progress)
         summary = loader.load(directory, sharing)
     table = Table("phase", "added", "updated", "unchanged", "failed", title="load summary")
     for phase, p in summary.phases.items():
@@ -128,11 +128,12 @@ def load(
     sharing: Annotated[Path | None, typer.Option(exists=True, dir_okay=False,
                                                  help="sharing requests file (default: <name>-sharing.json next to "
                                                       "<name>-directory.json, if any)")] = None,
+    workers: Annotated[int, typer.Option(min=1, max=256, help="concurrent API requests")] = 8,
 ) -> None:
     """Register a directory file through the API — jurisdictions, departments, keys, systems, catalogs,
     then its sharing requests — each record signed by its department's key from the keystore under
     DIRCHAIN_HOME."""
-    ok = _load(path, api or settings().api_url, sharing)
+    ok = _load(path, api or settings().api_url, sharing, workers)
     raise typer.Exit(0 if ok else 1)
 
 
@@ -311,3 +312,6 @@ from dirchain.cli_generate import register as _register_generate  # noqa: E402
 
 _register_audit(app)
 _register_generate(app)
+from dirchain.cli_report import register as _register_report  # noqa: E402
+
+_register_report(app)

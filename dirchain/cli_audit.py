@@ -7,6 +7,14 @@ hash, or anchored in an RPC) or, for a plain record document, whether it is a co
 (:func:`registry.evidence.verify_document`, needs ``--rpc`` and ``--directory``). Both exit 0 on success,
 1 when a check fails (naming the first failed check) and 2 for unusable input. Neither needs the API, the
 database or the keystore. :func:`register` adds them to the main Typer app.
+
+``dirchain verify --database URL --chain RPC_URL,FACTORY,CREATOR[,START_BLOCK] [--chain …]`` verifies a whole
+index instead: it rebuilds the index from the chains alone (each DirectoryFactory's directories made for
+CREATOR, the service's relayer key, from START_BLOCK, default 0) up to the block the database's cursor reached
+and compares every derived table row by row (:func:`registry.drift.drift_report`), printing its numbered plan
+and exiting 1 with the first finding (``catalog_versions (301001/XC01, 2).digest: expected 0x…, got 0x…``).
+Give the city (municipal) chain first: chains are re-read in block-timestamp order, ties in the order given.
+It needs the database and the chains' RPC endpoints, not the API or the keystore.
 """
 
 from __future__ import annotations
@@ -62,15 +70,28 @@ def evidence(
 
 
 def verify(
-    path: Annotated[Path, typer.Argument(help="an evidence bundle, or a record document (JSON)")],
+    path: Annotated[Path | None, typer.Argument(help="an evidence bundle, or a record document (JSON)")] = None,
     rpc: Annotated[str | None, typer.Option(help="JSON-RPC endpoint to anchor in (needed for a document)")] = None,
     directory: Annotated[str | None, typer.Option(help="Directory address (needed for a document)")] = None,
     trusted_block_hash: Annotated[str | None, typer.Option(help="a block hash you trust (0x-hex)")] = None,
     kind: Annotated[RecordKind | None, typer.Option(help="kind of a document (default: from its fields)")] = None,
+    database: Annotated[str | None, typer.Option(help="verify a whole index: its SQLAlchemy URL, e.g. "
+                                                      "sqlite:///.dirchain/index.sqlite (with --chain)")] = None,
+    chain: Annotated[list[str] | None, typer.Option(
+        "--chain", help="a chain the index was built from: RPC_URL,FACTORY,CREATOR[,START_BLOCK] (repeat for each "
+                        "chain, the city's first)")] = None,
 ) -> None:
-    """Verify an evidence bundle (offline with --trusted-block-hash) or whether a document is committed."""
+    """Verify an evidence bundle (offline with --trusted-block-hash), whether a document is committed, or (with
+    --database and --chain) a whole index against the chains it was built from."""
     from chain.rpc import Rpc
 
+    if database is not None or chain:
+        if path is not None:
+            raise _fail("verify: give either a FILE or --database with --chain, not both", 2)
+        _verify_database(database, chain or [])
+        return
+    if path is None:
+        raise _fail("verify: expected a FILE (bundle or document), or --database URL with --chain", 2)
     try:
         data: Any = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -127,6 +148,85 @@ def _verify_document(client: Any, directory: str, kind: str | None, document: An
     typer.echo(f"committed: {result.kind} {result.code} version {result.version} ({result.status}), signed by "
                f"{result.signer}, tx {result.tx_hash}, block {result.block_number} {result.block_hash}, "
                f"log {result.log_index}")
+
+
+def _parse_chain(spec: str) -> tuple[str, str, str, int]:
+    """``RPC_URL,FACTORY,CREATOR[,START_BLOCK]`` → (url, factory, creator, start block); exit 2 if malformed."""
+    from eth_utils import is_address, to_checksum_address
+
+    parts = [p.strip() for p in spec.split(",")]
+    if len(parts) not in (3, 4) or not parts[0]:
+        raise _fail(f"verify: --chain expects RPC_URL,FACTORY,CREATOR[,START_BLOCK], got {spec!r}", 2)
+    url, factory, creator = parts[:3]
+    for what, value in (("FACTORY", factory), ("CREATOR", creator)):
+        if not is_address(value):
+            raise _fail(f"verify: --chain {what}: expected a 0x address (20 bytes), got {value!r}", 2)
+    start = parts[3] if len(parts) == 4 else "0"
+    if not start.isdigit():
+        raise _fail(f"verify: --chain START_BLOCK: expected a block number, got {start!r}", 2)
+    return url, to_checksum_address(factory), to_checksum_address(creator), int(start)
+
+
+def _verify_database(database: str | None, specs: list[str]) -> None:
+    """``dirchain verify --database URL --chain …``: the drift report's numbered plan, printed; exit 1 with the
+    first finding or failed check, 2 for unusable input (see the module docstring)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from chain.rpc import Rpc
+    from registry.db import make_engine, session_factory
+    from registry.drift import CHECKS, ChainSource, DriftError, drift_report
+
+    if not database:
+        raise _fail("verify: a whole index is checked against its chains: give --database URL", 2)
+    if not specs:
+        raise _fail("verify: check 1 input: expected at least one --chain RPC_URL,FACTORY,CREATOR, got none", 1)
+    parsed = [_parse_chain(spec) for spec in specs]
+    try:
+        url = make_url(database)
+    except ArgumentError as exc:
+        raise _fail(f"verify: --database: expected an SQLAlchemy URL, got {database!r}", 2) from exc
+    if url.get_backend_name() == "sqlite" and (not url.database or not Path(url.database).is_file()):
+        raise _fail(f"verify: --database: no SQLite database at {url.database or '(memory)'!r}", 2)
+    rpcs = [Rpc(u) for u, _, _, _ in parsed]
+    engine = make_engine(database)
+    try:
+        sources = []
+        for i, ((_, factory, creator, start), client) in enumerate(zip(parsed, rpcs, strict=True)):
+            try:
+                chain_id = int(client.call("eth_chainId", []), 16)
+            except Exception as exc:
+                raise _fail(f"FAIL check 2 chains: chain {i + 1} at {client.url} does not answer: "
+                            f"{type(exc).__name__}: {exc}", 1) from exc
+            sources.append(ChainSource(client, chain_id, factory, frozenset({creator}), start, f"#{i + 1}"))
+        with session_factory(engine)() as session:
+            try:
+                report = drift_report(session, sources)
+            except DriftError as exc:
+                for number, name in CHECKS[: exc.number - 1]:
+                    typer.echo(f"ok   check {number} {name}")
+                raise _fail(f"FAIL {exc}", 1) from exc
+    finally:
+        engine.dispose()
+        for client in rpcs:
+            client.close()
+    rows = sum(report.tables.values())
+    typer.echo(f"ok   check 1 input: {len(sources)} chain(s), database {url.render_as_string(hide_password=True)}")
+    typer.echo("ok   check 2 chains: " + "; ".join(f"chain {c.chain_id} head {c.head}" for c in report.chains))
+    typer.echo("ok   check 3 index: " + "; ".join(
+        f"chain {c.chain_id} cursor {'none' if c.cursor is None else c.cursor}" for c in report.chains))
+    typer.echo("ok   check 4 rebuild: " + "; ".join(
+        f"chain {c.chain_id} {c.events} events to block {c.rebuilt_to}" for c in report.chains))
+    if report.findings:
+        first, *rest = report.findings
+        typer.echo(f"FAIL check 5 compare: {first}", err=True)
+        for finding in rest[:20]:
+            typer.echo(f"     also {finding}", err=True)
+        if len(rest) > 20:
+            typer.echo(f"     and {len(rest) - 20} more findings", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"ok   check 5 compare: {rows} rows in {len(report.tables)} tables equal the chains'")
+    typer.echo(f"verified: no drift ({report.elapsed_ms:.0f} ms)")
 
 
 def register(app: typer.Typer) -> None:

@@ -15,8 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.deps import Services
 from api.relay import Relay
-from chain.abi import ContractCodec
-from chain.artifacts import artifact_path, compile_contracts, load_artifact
+from chain.artifacts import artifact_path, compile_contracts
 from chain.deploy import Deployment, load_or_deploy, load_or_deploy_factory
 from chain.directory import DirectoryClient
 from chain.journal import FileJournal
@@ -28,7 +27,7 @@ from dirchain.settings import Settings
 from registry.db import make_engine, migrate, session_factory
 from registry.directories import Directories, TierChain
 from registry.expiry import ExpiryJob, latest_block_timestamp
-from registry.indexer import Indexer
+from registry.indexer import Indexer, indexer_codec
 from registry.keystore import Keystore
 from registry.tiers import ChildLag, TierSync
 
@@ -38,12 +37,6 @@ log = logging.getLogger(__name__)
 DEV_FUNDS_WEI = 10**24
 #: EIP-155 chain ids of the embedded chains.
 CITY_CHAIN_ID, DISTRICT_CHAIN_ID = 31337, 31338
-
-
-def indexer_codec() -> ContractCodec:
-    """Decoder of everything a factory-following indexer reads: the Directory's events and the factory's."""
-    factory_events = [e for e in load_artifact("DirectoryFactory").abi if e.get("type") == "event"]
-    return ContractCodec(load_artifact("Directory").abi + factory_events)
 
 
 @dataclass

@@ -120,6 +120,8 @@ class Directories:
         self.single = single
         self.deadline_s = deadline_s
         self._targets: dict[tuple[int, str], Target] = {}
+        self._by_code: dict[str, Target] = {}  # jurisdiction code → its directory, once made and registered
+        self._homes: dict[tuple[str, str], str] = {}  # ("jurisdiction" | "department" | "catalog", key) → code
         self._lock = threading.RLock()
         self._nonce = int(time.time() * 1000) << 64
         self.on_new: Callable[[Target], None] | None = None
@@ -235,14 +237,14 @@ class Directories:
         and what the chain raises."""
         if self.single:
             return self.single_target()
+        ready = self._by_code.get(code)
+        if ready is not None:
+            return ready
         with self._lock:
             lineage = [] if tier == "city" else self._lineage(code)
             own_tier = tier if not lineage else lineage[-1].tier.value
             chain = self.chain_of_tier(str(own_tier))
             address = self.predict(chain, code_id(code))
-            key = (chain.chain_id, address)
-            if key in self._targets:
-                return self._targets[key]
             if not self._exists(chain, address):
                 log.info("making the directory of %s on chain %d", code, chain.chain_id)
                 create_directory(chain.relayer, chain.factory, chain.administrator.address, chain.relayer.address,
@@ -252,7 +254,8 @@ class Directories:
                 self._scaffold(client, lineage)
                 parent = self.ensure(str(lineage[-2].code))
                 self._set_child(parent.client, lineage[-1], client)
-            return self._target(chain, address, code)
+            target = self._by_code[code] = self._target(chain, address, code)
+            return target
 
     def _sign(self, client: DirectoryClient, msg: Message) -> tuple[Any, ...]:
         signature = eip712.sign(self.administrator, client.typed_data(msg.primary, msg.message))
@@ -360,28 +363,37 @@ class Directories:
         raise RouteError(f"no route for {msg.primary}")
 
     def _code_of(self, jid: bytes) -> str:
-        with self.sessions() as session:
-            row = self._jurisdiction(session, "0x" + jid.hex())
-            if row is None:
-                raise RouteError(f"jurisdiction 0x{jid.hex()} is not indexed")
-            return row.code
+        key = ("jurisdiction", jid.hex())
+        if key not in self._homes:  # a jurisdiction's code never changes: remember it once indexed
+            with self.sessions() as session:
+                row = self._jurisdiction(session, "0x" + jid.hex())
+                if row is None:
+                    raise RouteError(f"jurisdiction 0x{jid.hex()} is not indexed")
+                self._homes[key] = row.code
+        return self._homes[key]
 
     def _department_home(self, did: bytes) -> str:
-        with self.sessions() as session:
-            dept = session.get(DepartmentRow, "0x" + did.hex())
-            if dept is None:
-                raise RouteError(f"department 0x{did.hex()} is not indexed")
-            home = self._jurisdiction(session, dept.jurisdiction_id)
-            if home is None:
-                raise RouteError(f"jurisdiction {dept.jurisdiction_id} of department {dept.code} is not indexed")
-            return home.code
+        key = ("department", did.hex())
+        if key not in self._homes:  # nor a department's jurisdiction
+            with self.sessions() as session:
+                dept = session.get(DepartmentRow, "0x" + did.hex())
+                if dept is None:
+                    raise RouteError(f"department 0x{did.hex()} is not indexed")
+                home = self._jurisdiction(session, dept.jurisdiction_id)
+                if home is None:
+                    raise RouteError(f"jurisdiction {dept.jurisdiction_id} of department {dept.code} is not indexed")
+                self._homes[key] = home.code
+        return self._homes[key]
 
     def _catalog_home(self, code: str) -> str:
-        with self.sessions() as session:
-            row = session.get(CatalogRow, code)
-            if row is None or row.jurisdiction_code is None:
-                raise RouteError(f"catalog {code} is not indexed")
-            return row.jurisdiction_code
+        key = ("catalog", code)
+        if key not in self._homes:  # nor a catalog's (its code hash binds it to its department's jurisdiction)
+            with self.sessions() as session:
+                row = session.get(CatalogRow, code)
+                if row is None or row.jurisdiction_code is None:
+                    raise RouteError(f"catalog {code} is not indexed")
+                self._homes[key] = row.jurisdiction_code
+        return self._homes[key]
 
     def _common(self, a: str, b: str) -> str:
         """The lowest jurisdiction at or above both ``a`` and ``b``."""

@@ -32,6 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from chain.abi import ContractCodec, DecodedLog
+from chain.artifacts import load_artifact
 from chain.logs import LogFetcher
 from registry.db import Cursor, DirectoryRow
 from registry.errors import ReorgDetected
@@ -41,6 +42,13 @@ log = logging.getLogger(__name__)
 
 #: Consecutive re-reads of a range whose blocks changed while it was read, before giving up.
 MAX_UNSTABLE_READS = 5
+
+
+def indexer_codec() -> ContractCodec:
+    """Decoder of everything a factory-following indexer reads: the Directory's events and the factory's
+    (``DirectoryCreated``). Raises FileNotFoundError if the contracts are not compiled."""
+    factory_events = [e for e in load_artifact("DirectoryFactory").abi if e.get("type") == "event"]
+    return ContractCodec(load_artifact("Directory").abi + factory_events)
 
 
 class Indexer:

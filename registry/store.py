@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from eth_utils import keccak, to_checksum_address
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy import select, tuple_
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import Session
 
 from chain.abi import DecodedLog
@@ -240,6 +240,8 @@ class _Rows:
         wanted: dict[type[Base], set[Any]] = {}
         for ev in events:
             wanted.setdefault(Block, set()).add((chain_id, ev.block_number))
+            if ev.event == "JurisdictionAdded":
+                wanted.setdefault(DirectoryRow, set()).add((chain_id, _address(ev.address)))
             for model, key in _keys_of(ev):
                 wanted.setdefault(model, set()).add(key)
         for model, keys in wanted.items():
@@ -367,17 +369,38 @@ def args_json(event: str, args: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------------------- directory
 
 
+def _authoritative(rows: _Rows, ev: DecodedLog) -> bool:
+    """Whether a local ``JurisdictionAdded`` is the jurisdiction's own record rather than one of the copies a new
+    directory is given of its home and the jurisdictions above it: it is when recorded in the directory of its
+    parent (the root: in its own), in a zero-home directory, or in a directory the index does not know."""
+    directory = rows.get(DirectoryRow, (rows.chain_id, _address(ev.address)))
+    if directory is None or directory.home_id == hex32(ZERO32):
+        return True
+    parent, jid = hex32(ev.args["parent"]), hex32(ev.args["id"])
+    return directory.home_id == parent or (ev.args["parent"] == ZERO32 and directory.home_id == jid)
+
+
+def _backfill(rows: _Rows, *updates: Any) -> None:
+    """Run ORM ``UPDATE`` statements after flushing what the batch added so far: rows indexed before the row they
+    name (a catalog before its jurisdiction, recorded on another chain) get the names now, so the index does not
+    depend on which chain was indexed first."""
+    rows.session.flush()
+    for statement in updates:
+        rows.session.execute(statement, execution_options={"synchronize_session": "fetch"})
+
+
 def _jurisdiction_added(rows: _Rows, ev: DecodedLog, _ts: int) -> None:
     a = ev.args
     jid = hex32(a["id"])
-    if rows.get(JurisdictionRow, jid) is not None:  # the contract forbids it; keep the first
+    if rows.get(JurisdictionRow, jid) is not None or not _authoritative(rows, ev):  # keep the first; skip copies
         return
+    tier = TIER_NAMES.get(a["tier"], str(a["tier"]))
     rows.add(
         JurisdictionRow(
             id=jid,
             code=a["code"],
             name=a["name"],
-            tier=TIER_NAMES.get(a["tier"], str(a["tier"])),
+            tier=tier,
             parent_id=None if a["parent"] == ZERO32 else hex32(a["parent"]),
             signer=_address(a["signer"]),
             tx_hash=ev.tx_hash.lower(),
@@ -385,6 +408,11 @@ def _jurisdiction_added(rows: _Rows, ev: DecodedLog, _ts: int) -> None:
             block_number=ev.block_number,
         )
     )
+    _backfill(rows, *(
+        update(model).where(model.jurisdiction_id == jid, model.jurisdiction_code.is_(None))
+        .values(jurisdiction_code=a["code"], tier=tier)
+        for model in (CatalogRow, SystemRow)
+    ))
 
 
 def _department_registered(rows: _Rows, ev: DecodedLog, _ts: int) -> None:
@@ -403,6 +431,17 @@ def _department_registered(rows: _Rows, ev: DecodedLog, _ts: int) -> None:
             log_index=ev.log_index,
             block_number=ev.block_number,
         )
+    )
+    _backfill(
+        rows,
+        *(update(model).where(model.department_id == did, model.department_code.is_(None))
+          .values(department_code=a["code"]) for model in (CatalogRow, SystemRow)),
+        update(SharingRequestRow)
+        .where(SharingRequestRow.requester_id == did, SharingRequestRow.requester_code.is_(None))
+        .values(requester_code=a["code"]),
+        update(SharingRequestRow)
+        .where(SharingRequestRow.owner_id == did, SharingRequestRow.owner_code.is_(None))
+        .values(owner_code=a["code"]),
     )
 
 
@@ -618,6 +657,14 @@ def _catalog_version(rows: _Rows, ev: DecodedLog, timestamp: int) -> None:
             invalid_reason=reason,
         )
     )
+    if parsed is not None:  # requests for this version indexed before it (recorded on another chain) get their names
+        _backfill(rows)
+        waiting = rows.session.scalars(select(SharingRequestRow).where(
+            SharingRequestRow.catalog_code == a["code"], SharingRequestRow.catalog_version == int(a["version"]),
+            SharingRequestRow.items.is_(None)))
+        for request in waiting:
+            names = item_names(raw.decode("utf-8"), int(request.items_mask))
+            request.items = None if names is None else json.dumps(names, ensure_ascii=False)
 
 
 def _catalog_retired(rows: _Rows, ev: DecodedLog, timestamp: int) -> None:

@@ -137,8 +137,8 @@ class RelayJob:
     child with ``setChild``. ``sessions`` holds ``relay_checkpoints`` and ``relay_failures``.
 
     ``max_range``: most child blocks per log query; ``batch_size``: most items per ``relay`` transaction;
-    ``max_gas``: a batch estimated above it (gas) is split; ``start_block``: first child block read when there is
-    no checkpoint yet (e.g. the child's creation block).
+    ``max_gas``: a batch whose gas budget exceeds it (gas) is split; ``start_block``: first child block read when
+    there is no checkpoint yet (e.g. the child's creation block).
 
     ``attach(chain_id, directory)``: called when the parent refuses an item with ``RelayNotAuthorised`` because
     its origin lies further down (a street record relayed by the district → city job) and that origin directory
@@ -159,7 +159,7 @@ class RelayJob:
         confirmations: int = 0,
         max_range: int = 2000,
         batch_size: int = 50,
-        max_gas: int = 25_000_000,
+        max_gas: int = 60_000_000,
         start_block: int = 0,
         attach: Callable[[int, str], bool] | None = None,
     ) -> None:
@@ -444,10 +444,10 @@ class RelayJob:
         return encode_call("relay", [[it.origin.as_tuple() for it in batch], [it.call for it in batch]])
 
     def _estimate(self, batch: list[RelayItem]) -> tuple[int, ContractRevert | UnknownRevert | None]:
-        """(gas, None) if ``relay(batch)`` would succeed now, else (0, decoded revert). Raises RpcError for an
-        error that is not a revert."""
+        """(gas limit, None) if ``relay(batch)`` would succeed now (one ``eth_call`` within the sender's gas budget,
+        :meth:`TxSender.budget_gas`), else (0, decoded revert). Raises RpcError for an error that is not a revert."""
         try:
-            return self.sender.estimate_gas(self.parent.address, self._data(batch)), None
+            return self.sender.budget_gas(self.parent.address, self._data(batch), len(batch)), None
         except RpcError as exc:
             if exc.data:
                 return 0, self.parent.codec.decode_revert(exc.data)
@@ -521,7 +521,7 @@ class RelayJob:
 
     def _send(self, batch: list[RelayItem], gas: int, report: SyncReport) -> list[RelayItem]:
         """Send one ``relay`` transaction and wait for it; returns the items to try again (empty on success)."""
-        tx_hash = self.sender.send(self.parent.address, self._data(batch), gas + gas // 5 + 50_000,
+        tx_hash = self.sender.send(self.parent.address, self._data(batch), gas,
                                    label=f"relay×{len(batch)}")
         report.transactions.append(tx_hash)
         try:

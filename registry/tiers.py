@@ -61,13 +61,16 @@ class _Child:
 @dataclass
 class TierSync:
     """Relays every child directory of ``directories`` to its parent, state in ``sessions``; ``interval_s``:
-    seconds between rounds once caught up; ``batch_size``: most items per ``relay`` transaction."""
+    seconds between rounds once caught up; ``batch_size``: most items per ``relay`` transaction. Counters:
+    ``rounds`` completed, items ``relayed``, and ``busy_s`` — seconds spent in passes that relayed something."""
 
     directories: Directories
     sessions: sessionmaker[Session]
     interval_s: float = 1.0
     batch_size: int = 50
     rounds: int = 0
+    relayed: int = 0
+    busy_s: float = 0.0
     _children: dict[tuple[int, str], _Child] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -129,12 +132,15 @@ class TierSync:
                 log.warning("relay of %s failed (retried next round): %s", child.lag.jurisdiction, exc)
                 continue
             added += report.added
+            if report.added:
+                self.busy_s += report.elapsed_s
             child.lag.head = report.head
             child.lag.blocks, child.lag.seconds = report.lag_blocks, report.lag_seconds
             child.lag.relayed += report.added
             child.lag.failing = len(child.job.failures())
             child.lag.error = None
         self.rounds += 1
+        self.relayed += added
         return added
 
     def lags(self) -> list[ChildLag]:
