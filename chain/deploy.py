@@ -59,10 +59,10 @@ def create_directory(
     args = [home, to_checksum_address(administrator), to_checksum_address(relayer)]
     data = keccak(text=signature_of(entry))[:4] + abi_encode(["bytes32", "address", "address"], args)
     try:
-        gas = sender.estimate_gas(factory, data)
+        gas = sender.budget_gas(factory, data, 1)
     except RpcError as exc:
         raise ContractCodec(load_artifact("DirectoryFactory").abi).decode_revert(exc.data) from exc
-    tx_hash = sender.send(factory, data, gas + gas // 5, label="createDirectory")
+    tx_hash = sender.send(factory, data, gas, label="createDirectory")
     receipt = sender.wait(tx_hash)
     codec = ContractCodec(load_artifact("DirectoryFactory").abi)
     created = [ev for ev in map(codec.decode_log, receipt.logs) if ev is not None and ev.event == "DirectoryCreated"]

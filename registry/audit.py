@@ -43,6 +43,7 @@ from registry.errors import RegistryError
 from registry.evidence import EVENTS, BundleBuildError, CheckOutcome, FieldDifference, infer_kind, verify_document
 from registry.indexer import indexer_codec
 from registry.provenance import Holder
+from registry.queries import parse_record
 from registry.store import TIER_NAMES
 
 ZERO_HOME = "0x" + "00" * 32
@@ -137,19 +138,10 @@ def record_history(session: Session, kind: str, code: str) -> RecordHistory | No
             signer=r.signer, nonce=r.nonce, chain_id=r.chain_id, directory=r.directory, jurisdiction=jurisdiction,
             tier=tier, tx_hash=r.tx_hash, block_number=r.block_number, block_hash=r.block_hash,
             log_index=r.log_index, block_timestamp=r.block_timestamp, tiers=tiers, custody=hops,
-            record=_parse(r.record),
+            record=parse_record(r.record),
         ))
     return RecordHistory(kind, code, status, current.latest_version, current.jurisdiction_code,
                          current.department_code, versions)
-
-
-def _parse(text: str | None) -> Any:
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
 
 
 # ---------------------------------------------------------------------------------------- changes

@@ -285,8 +285,8 @@ class Directories:
             return False
         admin = DirectoryClient(parent.rpc, parent.address, parent.chain_id, chain.administrator)
         data = admin.encode("setChild", [code_id(home.code), child.chain_id, child.address, chain.sync.address])
-        gas = chain.administrator.estimate_gas(parent.address, data)
-        chain.administrator.wait(chain.administrator.send(parent.address, data, gas + gas // 5, label="setChild"))
+        gas = chain.administrator.budget_gas(parent.address, data, 1)
+        chain.administrator.wait(chain.administrator.send(parent.address, data, gas, label="setChild"))
         log.info("registered the directory of %s (%d:%s) at %s", home.code, child.chain_id, child.address,
                  parent.address)
         return True

@@ -12,6 +12,7 @@ rows matching the filters. Filters left as None do not filter.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +54,17 @@ class SystemDetail:
 
     system: SystemRow
     versions: list[SystemVersionRow]
+
+
+def parse_record(text: str | None) -> Any:
+    """The JSON value of a stored canonical record (None stays None; undecodable text is returned as is: the
+    index keeps what the chain holds, valid or not)."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
 
 
 def _page(session: Session, stmt: Select[Any], order: Any, limit: int, offset: int) -> tuple[list[Any], int]:

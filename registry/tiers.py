@@ -56,13 +56,18 @@ class ChildLag:
 class _Child:
     job: RelayJob
     lag: ChildLag
+    checkpoint: int = -1  # last child block the latest pass relayed up to (-1: no pass yet)
+    last_log: int = -1  # latest child block seen holding a log of the child directory
 
 
 @dataclass
 class TierSync:
     """Relays every child directory of ``directories`` to its parent, state in ``sessions``; ``interval_s``:
     seconds between rounds once caught up; ``batch_size``: most items per ``relay`` transaction. Counters:
-    ``rounds`` completed, items ``relayed``, and ``busy_s`` — seconds spent in passes that relayed something."""
+    ``rounds`` completed, relay ``passes`` run, items ``relayed``, and ``busy_s`` — seconds spent in passes that
+    relayed something. A round passes only the children that emitted logs past their checkpoint (one log query
+    per chain finds them), have refused items to retry, failed last time, or never ran; a quiet child keeps the
+    lag of its latest pass (0 blocks when it was caught up: nothing of it is left to relay)."""
 
     directories: Directories
     sessions: sessionmaker[Session]
@@ -71,7 +76,9 @@ class TierSync:
     rounds: int = 0
     relayed: int = 0
     busy_s: float = 0.0
+    passes: int = 0
     _children: dict[tuple[int, str], _Child] = field(default_factory=dict)
+    _scanned: dict[int, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _discover(self) -> None:
@@ -113,14 +120,49 @@ class TierSync:
             attach=lambda chain_id, address: self.directories.attach(parent, chain_id, address),
         )
 
+    def _scan(self, children: list[_Child]) -> None:
+        """Note, per chain, which children emitted logs since the last round: ONE ``eth_getLogs`` over every
+        child's address (bounded ranges), instead of a full pass of every child every round."""
+        by_chain: dict[int, dict[str, _Child]] = {}
+        for child in children:
+            by_chain.setdefault(child.lag.chain_id, {})[child.lag.directory.lower()] = child
+        for chain_id, members in by_chain.items():
+            chain = self.directories.chain_by_id(chain_id)
+            if chain is None:
+                continue
+            head = int(chain.rpc.call("eth_blockNumber", []), 16)
+            start = self._scanned.get(chain_id, min(c.job.start_block for c in members.values()))
+            addresses = sorted(members)
+            while start <= head:
+                end = min(head, start + 4999)
+                logs = chain.rpc.call("eth_getLogs", [{"address": addresses, "fromBlock": hex(start),
+                                                       "toBlock": hex(end)}])
+                for raw in logs or []:
+                    hit = members.get(str(raw.get("address", "")).lower())
+                    if hit is not None:
+                        hit.last_log = max(hit.last_log, int(raw["blockNumber"], 16))
+                start = end + 1
+            self._scanned[chain_id] = head + 1
+
+    @staticmethod
+    def _due(child: _Child) -> bool:
+        """Whether a child needs a pass: never passed, logs past its checkpoint, refused items to retry, or an
+        error last time."""
+        return (child.checkpoint < 0 or child.last_log > child.checkpoint or child.lag.failing > 0
+                or child.lag.error is not None)
+
     def run_once(self) -> int:
-        """One round over every child (streets first); returns the items relayed. A child whose pass fails keeps
-        its error in its :class:`ChildLag` and does not stop the others."""
+        """One round over every child with something to relay (streets first); returns the items relayed. A
+        child whose pass fails keeps its error in its :class:`ChildLag` and does not stop the others."""
         self._discover()
         with self._lock:
             children = sorted(self._children.values(), key=lambda c: (_ORDER.get(c.lag.tier, 9), c.lag.jurisdiction))
+        self._scan(children)
         added = 0
         for child in children:
+            if not self._due(child):
+                continue
+            self.passes += 1
             try:
                 report = child.job.run_once()
             except ReorgDetected as exc:
@@ -136,6 +178,7 @@ class TierSync:
                 self.busy_s += report.elapsed_s
             child.lag.head = report.head
             child.lag.blocks, child.lag.seconds = report.lag_blocks, report.lag_seconds
+            child.checkpoint = report.checkpoint[0] if report.checkpoint is not None else child.job.start_block - 1
             child.lag.relayed += report.added
             child.lag.failing = len(child.job.failures())
             child.lag.error = None

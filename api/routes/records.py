@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,16 +12,7 @@ from api.problems import ApiProblem
 from api.schemas import Provenance, SubmissionAccepted, VersionProvenancePublic, VersionPublic
 from registry import provenance as registry_provenance
 from registry.messages import Message
-
-
-def parse_record(text: str | None) -> Any:
-    """The JSON value of a stored canonical record (None stays None; undecodable text is returned as is)."""
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
+from registry.queries import parse_record
 
 
 def versions_public(rows: Sequence[Any]) -> list[VersionPublic]:

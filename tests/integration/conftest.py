@@ -334,3 +334,50 @@ def resign(client: DirectoryClient, key: LocalAccount, msg: Message, **changes: 
     """``msg`` with ``changes`` applied to its EIP-712 message, signed afresh (a fresh nonce unless given)."""
     message = {**msg.message, "nonce": next_nonce(), **changes}
     return sign(client, key, Message(msg.primary, message, msg.record))
+
+
+# ---------------------------------------------------------------------------------------- two chains, tiered seed
+
+#: Chain ids of the two-chain tests: a district chain (districts' and streets' directories) and a city chain.
+DISTRICT_CHAIN_ID, CITY_CHAIN_ID = 31338, 31339
+
+
+@pytest.fixture(scope="session")
+def two_chains() -> Iterator[dict[str, AnvilNode]]:
+    """A district chain and a city chain (two automining anvil nodes), by name."""
+    nodes = {"district": AnvilNode(chain_id=DISTRICT_CHAIN_ID), "city": AnvilNode(chain_id=CITY_CHAIN_ID)}
+    for node in nodes.values():
+        node.start()
+    yield nodes
+    for node in nodes.values():
+        node.stop()
+
+
+@dataclass
+class TieredSeed:
+    """The per-jurisdiction service on :func:`two_chains` with the seed directory and its sharing requests loaded
+    through its API and synced up to the city (read-only for the tests that share it)."""
+
+    service: Any
+    client: Any
+    summary: Any
+    settings: Any
+    chains: dict[str, AnvilNode]
+
+
+@pytest.fixture(scope="session")
+def tiered_seed(two_chains: dict[str, AnvilNode], tmp_path_factory: pytest.TempPathFactory) -> Iterator[TieredSeed]:
+    from dirchain.cli import SEED_FILE, SEED_SHARING_FILE
+    from registry.keystore import Keystore
+    from registry.loader import DirectoryLoader, read_sharing
+    from registry.seed import read_directory
+    from tests.integration.service import make_settings, running_service
+
+    home = tmp_path_factory.mktemp("tiered-seed")
+    settings = make_settings(home, two_chains["city"].rpc_url, directories="per-jurisdiction",
+                             district_rpc_url=two_chains["district"].rpc_url, sync_interval_s=0.2)
+    with running_service(settings) as (service, client):
+        loader = DirectoryLoader("http://testserver", Keystore(home / "keys"), http=client, index_timeout_s=120)
+        summary = loader.load(read_directory(SEED_FILE), read_sharing(SEED_SHARING_FILE))
+        loader._await_synced()
+        yield TieredSeed(service, client, summary, settings, two_chains)

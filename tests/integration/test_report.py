@@ -16,7 +16,6 @@ import subprocess
 import time
 import zlib
 from collections import Counter
-from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -28,13 +27,8 @@ from typer.testing import CliRunner
 from chain.node import AnvilNode
 from dirchain.cli import SEED_FILE, SEED_SHARING_FILE, app
 from dirchain.settings import Settings
-from registry.keystore import Keystore
-from registry.loader import DirectoryLoader, read_sharing
-from registry.seed import read_directory
-from tests.integration.service import make_settings, running_service
+from tests.integration.conftest import CITY_CHAIN_ID, DISTRICT_CHAIN_ID, TieredSeed
 
-DISTRICT_CHAIN_ID = 31338
-CITY_CHAIN_ID = 31339
 XICHENG = "110102"
 KPIS = ("unconditional_share_rate", "share_demand_satisfaction_rate", "open_department_ratio")
 CHART_TITLES = ("Catalogs 数据资源目录 held per tier", "Systems 信息系统 held per tier",
@@ -46,28 +40,15 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def chains() -> Iterator[dict[str, AnvilNode]]:
-    nodes = {"district": AnvilNode(chain_id=DISTRICT_CHAIN_ID), "city": AnvilNode(chain_id=CITY_CHAIN_ID)}
-    for node in nodes.values():
-        node.start()
-    yield nodes
-    for node in nodes.values():
-        node.stop()
+def chains(tiered_seed: TieredSeed) -> dict[str, AnvilNode]:
+    return tiered_seed.chains
 
 
 @pytest.fixture(scope="module")
-def tiered(chains: dict[str, AnvilNode], tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings,
-                                                                                                    TestClient]]:
+def tiered(tiered_seed: TieredSeed) -> tuple[Settings, TestClient]:
     """The per-jurisdiction service with the seed and its sharing requests loaded and synced to the city."""
-    home = tmp_path_factory.mktemp("report")
-    settings = make_settings(home, chains["city"].rpc_url, directories="per-jurisdiction",
-                             district_rpc_url=chains["district"].rpc_url, sync_interval_s=0.2)
-    with running_service(settings) as (_service, client):
-        loader = DirectoryLoader("http://testserver", Keystore(home / "keys"), http=client, index_timeout_s=120)
-        summary = loader.load(read_directory(SEED_FILE), read_sharing(SEED_SHARING_FILE))
-        assert summary.ok, {p: s.failed for p, s in summary.phases.items() if s.failed}
-        DirectoryLoader("http://testserver", Keystore(home / "keys"), http=client)._await_synced()
-        yield settings, client
+    assert tiered_seed.summary.ok, {p: s.failed for p, s in tiered_seed.summary.phases.items() if s.failed}
+    return tiered_seed.settings, tiered_seed.client
 
 
 def _run(args: list[str]) -> Any:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +22,15 @@ from chain.artifacts import load_artifact
 from chain.logs import LogFetcher
 from chain.node import AnvilNode
 from chain.rpc import Rpc
-from dirchain.cli import SEED_FILE, SEED_SHARING_FILE, app
+from dirchain.cli import SEED_FILE, app
 from dirchain.service import Service
 from registry import queries
 from registry.db import make_engine, migrate, session_factory
 from registry.indexer import Indexer, indexer_codec
-from registry.keystore import Keystore
-from registry.loader import DirectoryLoader, LoadSummary, read_sharing
+from registry.loader import LoadSummary
 from registry.seed import Directory, read_directory
-from tests.integration.service import make_settings, running_service
+from tests.integration.conftest import CITY_CHAIN_ID, DISTRICT_CHAIN_ID, TieredSeed
 
-DISTRICT_CHAIN_ID = 31338
-CITY_CHAIN_ID = 31339
 CODEC = ContractCodec(load_artifact("Directory").abi)
 VERSION_EVENTS = ("CatalogVersionRecorded", "CatalogRetired", "SystemVersionRecorded", "SystemRetired")
 
@@ -42,13 +38,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def chains() -> Iterator[dict[str, AnvilNode]]:
-    nodes = {"district": AnvilNode(chain_id=DISTRICT_CHAIN_ID), "city": AnvilNode(chain_id=CITY_CHAIN_ID)}
-    for node in nodes.values():
-        node.start()
-    yield nodes
-    for node in nodes.values():
-        node.stop()
+def chains(tiered_seed: TieredSeed) -> dict[str, AnvilNode]:
+    return tiered_seed.chains
 
 
 @pytest.fixture(scope="module")
@@ -57,18 +48,9 @@ def seed() -> Directory:
 
 
 @pytest.fixture(scope="module")
-def tiered(
-    chains: dict[str, AnvilNode], tmp_path_factory: pytest.TempPathFactory, seed: Directory
-) -> Iterator[tuple[Service, TestClient, LoadSummary]]:
+def tiered(tiered_seed: TieredSeed) -> tuple[Service, TestClient, LoadSummary]:
     """The per-jurisdiction service on the two chains, with the seed and its sharing requests loaded and synced."""
-    home = tmp_path_factory.mktemp("tiers")
-    settings = make_settings(home, chains["city"].rpc_url, directories="per-jurisdiction",
-                             district_rpc_url=chains["district"].rpc_url, sync_interval_s=0.2)
-    with running_service(settings) as (service, client):
-        loader = DirectoryLoader("http://testserver", Keystore(home / "keys"), http=client, index_timeout_s=120)
-        summary = loader.load(seed, read_sharing(SEED_SHARING_FILE))
-        DirectoryLoader("http://testserver", Keystore(home / "keys"), http=client)._await_synced()
-        yield service, client, summary
+    return tiered_seed.service, tiered_seed.client, tiered_seed.summary
 
 
 def _logs(node: AnvilNode, address: str) -> list[Any]:

@@ -1,0 +1,42 @@
+"""The benchmark runs end to end at the small scale (a smoke test: no timing is asserted, only that every
+section measured something and the report names every target)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from chain.artifacts import PROJECT_ROOT
+
+pytestmark = pytest.mark.integration
+
+
+def test_bench_small_scale_measures_every_section(tmp_path: Path) -> None:
+    report, figures = tmp_path / "BENCHMARKS.md", tmp_path / "figures.json"
+    proc = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "scripts" / "bench.py"), "--scale", "small", "--reference-records", "200",
+         "--audit-requests", "80", "--write", str(report), "--json", str(figures)],
+        capture_output=True, text=True, timeout=900, cwd=PROJECT_ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    f = json.loads(figures.read_text(encoding="utf-8"))
+    load = f["load"]
+    assert load["failed"] == {} and load["city_holds"] == load["expected"] and load["submissions"] > 100
+    assert load["records_per_s"] > 0 and load["until_city_holds_everything_s"] > 0
+    gas = f["gas"]
+    for key in ("catalog_version", "system_version", "sharing_request", "sharing_decision", "relayed_record",
+                "new_jurisdiction"):
+        assert gas[key] > 20_000, (key, gas[key])
+    assert gas["directories"] == 11  # 北京市, 东城区, 西城区, 大兴区 + the seed's 4 streets + 3 generated streets
+    assert f["reindex"]["events"] > 1000 and f["reindex"]["rows_equal_to_service_index"] is True
+    assert f["sync"]["relayed"] > 0 and f["sync"]["children"] == 10
+    assert f["audit"]["requests"] == 80 and f["audit"]["http_rps"] > 0
+    assert f["references"]["ours_per_s"] > 0 and f["references"]["raw_per_s"] > 0
+    assert f["references"]["common_per_s"] > 0
+    assert f["memory"]["service_mib"] > 0 and f["memory"]["anvil_mib"] > 0
+    text = report.read_text(encoding="utf-8")
+    assert "## Targets" in text and text.count("| ") > 10 and "python scripts/bench.py --scale small" in text
