@@ -273,6 +273,29 @@ def test_migration_creates_the_models_schema(tmp_path: Path) -> None:
     eng.dispose()
 
 
+def test_tiers_migration_goes_down_to_0003_and_up_again(tmp_path: Path) -> None:
+    """0004 empties the derived index both ways (it is rebuilt from the chain) and gives back each schema."""
+    from alembic import command
+
+    from registry.db import alembic_config
+
+    url = f"sqlite:///{tmp_path / 'index.db'}"
+    migrate(url)
+    command.downgrade(alembic_config(url), "0003")
+    eng = make_engine(url)
+    with eng.connect() as conn:
+        columns = {row[1] for row in conn.execute(text("PRAGMA table_info(blocks)"))}
+        assert columns == {"number", "hash", "timestamp"}
+        tables = {row[0] for row in conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'table'"))}
+        assert "directories" not in tables and "relayed_records" not in tables and "relay_checkpoints" in tables
+    eng.dispose()
+    migrate(url)
+    eng = make_engine(url)
+    with eng.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata) == []
+    eng.dispose()
+
+
 def test_no_autoincrement_or_wall_clock_columns() -> None:
     for table in Base.metadata.sorted_tables:
         assert table.autoincrement_column is None, table.name  # no SERIAL / AUTOINCREMENT surrogate

@@ -132,5 +132,43 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    """Not supported: rebuild the index from the chain at revision 0003 instead."""
-    raise NotImplementedError("re-index from the chain into a database at revision 0003")
+    """Back to one directory per index: empty the derived index (re-index from the chain after), drop the tier
+    tables and the chain/directory columns, key ``blocks`` by number again."""
+    for table in DERIVED:
+        op.execute(sa.text(f"DELETE FROM {table}"))
+    op.drop_index(op.f("ix_relayed_records_origin_key"), table_name="relayed_records")
+    op.drop_index(op.f("ix_relayed_records_subject"), table_name="relayed_records")
+    op.drop_index(op.f("ix_relayed_records_directory"), table_name="relayed_records")
+    op.drop_table("relayed_records")
+    op.drop_index(op.f("ix_directories_home_id"), table_name="directories")
+    op.drop_table("directories")
+    for table in ("catalog_versions", "system_versions", "sharing_requests", "sharing_transitions"):
+        with op.batch_alter_table(table) as batch:
+            batch.drop_column("directory")
+            batch.drop_column("chain_id")
+    op.drop_index(op.f("ix_chain_events_event"), table_name="chain_events")
+    op.drop_index(op.f("ix_chain_events_block_number"), table_name="chain_events")
+    op.drop_table("chain_events")
+    op.drop_table("blocks")
+    op.create_table(
+        "blocks",
+        sa.Column("number", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("hash", sa.String(HASH), nullable=False),
+        sa.Column("timestamp", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("number", name=op.f("pk_blocks")),
+    )
+    op.create_table(
+        "chain_events",
+        sa.Column("tx_hash", sa.String(HASH), nullable=False),
+        sa.Column("log_index", sa.Integer(), nullable=False),
+        sa.Column("block_number", sa.BigInteger(), nullable=False),
+        sa.Column("block_hash", sa.String(HASH), nullable=False),
+        sa.Column("tx_index", sa.Integer(), nullable=False),
+        sa.Column("address", sa.String(ADDRESS), nullable=False),
+        sa.Column("event", sa.String(64), nullable=False),
+        sa.Column("args", sa.Text(), nullable=False),
+        sa.ForeignKeyConstraint(["block_number"], ["blocks.number"], name=op.f("fk_chain_events_block_number_blocks")),
+        sa.PrimaryKeyConstraint("tx_hash", "log_index", name=op.f("pk_chain_events")),
+    )
+    op.create_index(op.f("ix_chain_events_block_number"), "chain_events", ["block_number"])
+    op.create_index(op.f("ix_chain_events_event"), "chain_events", ["event"])
