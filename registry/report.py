@@ -621,15 +621,7 @@ def grouped_chart(
     peak = _count_axis_max(max([c for _, bars in groups for _, c in bars] + [1]))
     out = _svg_open(chart_id, title, width, height, f"{y_label} per {x_label}")
     out += _legend([(s, colours[s]) for s in series], left, 40)
-    for k in range(5):
-        v = peak * k / 4
-        y = top + plot_h - plot_h * k / 4
-        out.append(f'<line x1="{left:.1f}" y1="{y:.1f}" x2="{left + plot_w:.1f}" y2="{y:.1f}" stroke="#e2e8f0"/>')
-        out.append(f'<text class="tick" x="{left - 6:.1f}" y="{y + 4:.1f}" text-anchor="end">{v:.0f}</text>')
-    out.append(f'<line class="axis" x1="{left:.1f}" y1="{top + plot_h:.1f}" x2="{left + plot_w:.1f}" '
-               f'y2="{top + plot_h:.1f}" stroke="#4a5568"/>')
-    out.append(f'<line class="axis" x1="{left:.1f}" y1="{top:.1f}" x2="{left:.1f}" y2="{top + plot_h:.1f}" '
-               f'stroke="#4a5568"/>')
+    out += _count_grid(left, top, plot_w, plot_h, peak)
     for g, (group, bars) in enumerate(groups):
         gx = left + outer + g * group_w
         for b, (name, count) in enumerate(bars):
@@ -651,6 +643,22 @@ def grouped_chart(
     return "\n".join(out)
 
 
+def _count_grid(left: float, top: float, plot_w: float, plot_h: float, peak: float) -> list[str]:
+    """SVG of a count chart's frame: five horizontal grid lines labelled 0 … ``peak`` (counts), the x and y axes;
+    positions in SVG user units."""
+    out = []
+    for k in range(5):
+        v = peak * k / 4
+        y = top + plot_h - plot_h * k / 4
+        out.append(f'<line x1="{left:.1f}" y1="{y:.1f}" x2="{left + plot_w:.1f}" y2="{y:.1f}" stroke="#e2e8f0"/>')
+        out.append(f'<text class="tick" x="{left - 6:.1f}" y="{y + 4:.1f}" text-anchor="end">{v:.0f}</text>')
+    out.append(f'<line class="axis" x1="{left:.1f}" y1="{top + plot_h:.1f}" x2="{left + plot_w:.1f}" '
+               f'y2="{top + plot_h:.1f}" stroke="#4a5568"/>')
+    out.append(f'<line class="axis" x1="{left:.1f}" y1="{top:.1f}" x2="{left:.1f}" y2="{top + plot_h:.1f}" '
+               f'stroke="#4a5568"/>')
+    return out
+
+
 def timeline_chart(chart_id: str, title: str, line: dict[str, Any]) -> str:
     """Stacked vertical bars of :func:`timeline`'s buckets (one bar per bucket, one segment per series with events),
     x axis the buckets in time order (labels thinned to at most ~30), y axis the number of events, each bar topped
@@ -668,15 +676,7 @@ def timeline_chart(chart_id: str, title: str, line: dict[str, Any]) -> str:
             "day": "day (UTC+8)", "month": "month (UTC+8)"}[line["granularity"]]
     out = _svg_open(chart_id, title, width, height, f"events per {unit}")
     out += _legend([(s, _PALETTE[s]) for s in series], left, 40)
-    for k in range(5):
-        v = peak * k / 4
-        y = top + plot_h - plot_h * k / 4
-        out.append(f'<line x1="{left:.1f}" y1="{y:.1f}" x2="{left + plot_w:.1f}" y2="{y:.1f}" stroke="#e2e8f0"/>')
-        out.append(f'<text class="tick" x="{left - 6:.1f}" y="{y + 4:.1f}" text-anchor="end">{v:.0f}</text>')
-    out.append(f'<line class="axis" x1="{left:.1f}" y1="{top + plot_h:.1f}" x2="{left + plot_w:.1f}" '
-               f'y2="{top + plot_h:.1f}" stroke="#4a5568"/>')
-    out.append(f'<line class="axis" x1="{left:.1f}" y1="{top:.1f}" x2="{left:.1f}" y2="{top + plot_h:.1f}" '
-               f'stroke="#4a5568"/>')
+    out += _count_grid(left, top, plot_w, plot_h, peak)
     every = max(1, math.ceil(len(buckets) / 30))
     bar_w = slot * 0.7
     for i, b in enumerate(buckets):
