@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.problems import read_only
 from api.relay import Relay
 from registry.directories import Directories, TierChain
 from registry.tiers import ChildLag
@@ -39,16 +40,28 @@ class Services:
 
 
 def get_services(request: Request) -> Services:
-    """The app's :class:`Services` (set at app creation)."""
-    services: Services = request.app.state.services
+    """The app's :class:`Services` (set at app creation). A read-only replica (see
+    :func:`api.app.create_read_only_app`) has none: routes that need the chains or the relay answer 503
+    :func:`api.problems.read_only` instead."""
+    services: Services | None = request.app.state.services
+    if services is None:
+        raise read_only(request.method, request.url.path)
     return services
 
 
-def get_session(services: Annotated[Services, Depends(get_services)]) -> Iterator[Session]:
+def get_optional_services(request: Request) -> Services | None:
+    """The app's :class:`Services`, or None on a read-only replica (for routes that answer either way)."""
+    services: Services | None = request.app.state.services
+    return services
+
+
+def get_session(request: Request) -> Iterator[Session]:
     """A read session on the index, closed after the request."""
-    with services.sessions() as session:
+    sessions: sessionmaker[Session] = request.app.state.sessions
+    with sessions() as session:
         yield session
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
+OptionalServicesDep = Annotated[Services | None, Depends(get_optional_services)]
 SessionDep = Annotated[Session, Depends(get_session)]

@@ -83,6 +83,14 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
 
 
+def read_only(method: str, path: str) -> ApiProblem:
+    """The 503 answer of a read-only replica to a request that needs a chain or the relay (submissions, what to
+    sign, checks against the chain, the chains' health): the replica only reads the index."""
+    return ApiProblem(503, "read-only-replica", "Read-only replica",
+                      f"{method} {path} needs the directory service (chains and relay); this read-only replica only "
+                      "serves reads of the index — send it to the service's API")
+
+
 def revert_problem(exc: ContractRevert | UnknownRevert) -> ApiProblem:
     """The problem for a simulated revert: status by error name, the error and its arguments attached."""
     if isinstance(exc, UnknownRevert):

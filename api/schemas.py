@@ -239,15 +239,17 @@ class ChildLagPublic(BaseModel):
 
 class Health(BaseModel):
     """The city chain's head and indexer cursor (blocks; ``lag_blocks`` = head − cursor), every chain's
-    (``chains``), each child directory's relay lag (``children``), queued submissions and index counts."""
+    (``chains``), each child directory's relay lag (``children``), queued submissions and index counts.
+    ``read_only``: a read-only replica, which reads the index alone (chain fields null, no chains)."""
 
     status: Literal["ok", "degraded"]
+    read_only: bool = False
     indexer_error: str | None = None
-    chain_id: int
+    chain_id: int | None
     head: int | None
     cursor: int | None
     lag_blocks: int | None
-    confirmations: int
+    confirmations: int | None
     chains: list[ChainHealth]
     children: list[ChildLagPublic]
     sync_rounds: int

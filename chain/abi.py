@@ -1,13 +1,19 @@
 """ABI codec for the directory contract: events by topic, custom errors by selector.
 
-Decoding is done with ``eth_abi`` against precomputed tables, which is several times faster than
-web3.py's per-log ``process_log`` and is what the indexer's hot path uses.
+Decoding is done against precomputed tables, which is several times faster than web3.py's per-log
+``process_log`` and is what the indexer's hot path uses. Each event's parameter list gets a decoder
+(:func:`fast_decoder`) that reads the canonical ABI encoding of the simple types events use — ``uintN``,
+``bool``, ``address``, ``bytesN``, ``bytes``, ``string`` — directly from the bytes; anything else (another
+type, a non-canonical or malformed encoding) goes to ``eth_abi``, so the values, and the errors, are always
+``eth_abi``'s.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 from eth_abi import decode as abi_decode
@@ -30,6 +36,107 @@ def signature_of(entry: dict[str, Any]) -> str:
     return f"{entry['name']}({','.join(canonical_type(p) for p in entry['inputs'])})"
 
 
+_UINT = re.compile(r"^uint(\d{0,3})$")
+_BYTES_N = re.compile(r"^bytes(\d{1,2})$")
+_ZERO = bytes(32)
+#: Kinds of parameter :func:`fast_decoder` reads itself.
+_K_UINT, _K_BOOL, _K_ADDRESS, _K_BYTES_N, _K_BYTES, _K_STRING = range(6)
+
+
+def _plan(abi_type: str) -> tuple[int, int] | None:
+    """(kind, size) of a type :func:`fast_decoder` reads itself (size: bits of a uint, length of a bytesN), or None."""
+    if abi_type == "bool":
+        return _K_BOOL, 0
+    if abi_type == "address":
+        return _K_ADDRESS, 0
+    if abi_type == "bytes":
+        return _K_BYTES, 0
+    if abi_type == "string":
+        return _K_STRING, 0
+    match = _UINT.match(abi_type)
+    if match:
+        bits = int(match.group(1) or 256)
+        return (_K_UINT, bits) if 8 <= bits <= 256 and bits % 8 == 0 else None
+    match = _BYTES_N.match(abi_type)
+    if match:
+        size = int(match.group(1))
+        return (_K_BYTES_N, size) if 1 <= size <= 32 else None
+    return None
+
+
+def fast_decoder(types: Sequence[str]) -> Callable[[bytes], tuple[Any, ...]]:
+    """A function decoding ABI-encoded ``types`` from bytes, returning what ``eth_abi.decode(types, data)`` returns.
+
+    Reads the canonical encoding of ``uintN``/``bool``/``address``/``bytesN``/``bytes``/``string`` itself
+    (strictly: zero padding, in-range values, offsets where a canonical encoder puts them, valid UTF-8, no
+    trailing bytes) and hands any other input, or any other type list, to ``eth_abi`` — so the result and any
+    error are exactly ``eth_abi``'s, only faster for the encodings a contract emits.
+    """
+    types = tuple(types)
+    steps = [_plan(t) for t in types]
+    if any(step is None for step in steps):
+        return lambda data: tuple(abi_decode(types, data))
+    plan = [step for step in steps if step is not None]
+    head = 32 * len(plan)
+
+    def decode(data: bytes) -> tuple[Any, ...]:
+        fast = _read(plan, head, data)
+        return fast if fast is not None else tuple(abi_decode(types, data))
+
+    return decode
+
+
+def _read(plan: list[tuple[int, int]], head: int, data: bytes) -> tuple[Any, ...] | None:
+    """Values of a canonical encoding of ``plan`` in ``data``, or None when it is not one (or not this plan's)."""
+    size = len(data)
+    if size < head:
+        return None
+    out: list[Any] = []
+    tail = head  # where the next dynamic value must start
+    at = 0
+    for kind, arg in plan:
+        word = data[at : at + 32]
+        at += 32
+        if kind == _K_BYTES_N:
+            if word[arg:] != _ZERO[arg:]:
+                return None
+            out.append(word[:arg])
+        elif kind == _K_UINT:
+            value = int.from_bytes(word, "big")
+            if value >> arg:
+                return None
+            out.append(value)
+        elif kind == _K_ADDRESS:
+            if word[:12] != _ZERO[:12]:
+                return None
+            out.append("0x" + word[12:].hex())
+        elif kind == _K_BOOL:
+            value = int.from_bytes(word, "big")
+            if value > 1:
+                return None
+            out.append(value == 1)
+        else:  # bytes, string
+            if int.from_bytes(word, "big") != tail or tail + 32 > size:
+                return None
+            length = int.from_bytes(data[tail : tail + 32], "big")
+            start = tail + 32
+            end = start + length
+            tail = start + (length + 31) // 32 * 32
+            if tail > size or data[end:tail] != _ZERO[: tail - end]:
+                return None
+            raw = data[start:end]
+            if kind == _K_BYTES:
+                out.append(raw)
+            else:
+                try:
+                    out.append(raw.decode("utf-8"))
+                except UnicodeDecodeError:
+                    return None
+    if tail != size:
+        return None
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class EventSpec:
     """One ABI event: its name, topic0, indexed and non-indexed parameters."""
@@ -38,6 +145,16 @@ class EventSpec:
     topic0: bytes
     indexed: tuple[tuple[str, str], ...]  # (name, abi type)
     data: tuple[tuple[str, str], ...]
+
+    @cached_property
+    def decoders(self) -> tuple[tuple[Callable[[bytes], tuple[Any, ...]], ...], Callable[[bytes], tuple[Any, ...]]]:
+        """(a decoder per indexed parameter's topic, the decoder of the data), see :func:`fast_decoder`."""
+        return tuple(fast_decoder([t]) for _, t in self.indexed), fast_decoder([t for _, t in self.data])
+
+    @cached_property
+    def addresses(self) -> tuple[tuple[bool, ...], tuple[bool, ...]]:
+        """Whether each indexed parameter, and each data parameter, is an ``address`` (checksummed when decoded)."""
+        return tuple(t == "address" for _, t in self.indexed), tuple(t == "address" for _, t in self.data)
 
 
 @dataclass(frozen=True)
@@ -107,11 +224,17 @@ class ContractCodec:
         if spec is None:
             return None
         args: dict[str, Any] = {}
-        for (name, typ), topic in zip(spec.indexed, topics[1:], strict=True):
-            args[name] = _checksum(typ, abi_decode([typ], _to_bytes(topic))[0])
+        topic_decoders, data_decoder = spec.decoders
+        topic_addresses, data_addresses = spec.addresses
+        for (name, _), decode, is_address, topic in zip(
+            spec.indexed, topic_decoders, topic_addresses, topics[1:], strict=True
+        ):
+            value = decode(_to_bytes(topic))[0]
+            args[name] = _checksummed(value) if is_address else value
         if spec.data:
-            values = abi_decode([t for _, t in spec.data], _to_bytes(log["data"]))
-            args.update({name: _checksum(t, v) for (name, t), v in zip(spec.data, values, strict=True)})
+            values = data_decoder(_to_bytes(log["data"]))
+            for (name, _), is_address, value in zip(spec.data, data_addresses, values, strict=True):
+                args[name] = _checksummed(value) if is_address else value
         return DecodedLog(
             event=spec.name,
             args=args,
@@ -133,8 +256,10 @@ class ContractCodec:
         return ContractRevert(name, {p: v for (p, _), v in zip(params, values, strict=True)}, data)
 
 
-def _checksum(abi_type: str, value: Any) -> Any:
-    return to_checksum_address(value) if abi_type == "address" else value
+@lru_cache(maxsize=8192)
+def _checksummed(value: str) -> str:
+    """EIP-55 form of an address (the same few accounts and directories recur in every log)."""
+    return to_checksum_address(value)
 
 
 def _to_bytes(value: Any) -> bytes:

@@ -1,6 +1,7 @@
 """``dirchain``: the one command-line entry point (Typer).
 
 ``dirchain up [--demo]`` runs chain, contracts, indexer and API in the foreground;
+``dirchain api --read-only --workers N`` serves the index's reads from N processes;
 ``dirchain load PATH`` registers a directory file (and its sharing requests) through the API;
 ``dirchain status`` prints chain head, indexer cursor and counts; ``dirchain kpis`` prints the
 sharing KPIs against the 2025 targets, from the API or from a chain RPC endpoint alone.
@@ -119,6 +120,38 @@ def up(
     finally:
         service.stop()
         console.print("stopped; chain state and index kept under " + str(s.home))
+
+
+@app.command()
+def api(
+    read_only: Annotated[bool, typer.Option("--read-only", help="serve the reads of the index only (required: the "
+                                                               "full API runs inside `dirchain up`)")] = False,
+    workers: Annotated[int | None, typer.Option(min=1, max=64, help="uvicorn worker processes (default "
+                                                                   "DIRCHAIN_API_WORKERS, else 1)")] = None,
+    database_url: Annotated[str | None, typer.Option(help="the index to serve (default DIRCHAIN_DATABASE_URL)")]
+    = None,
+    host: Annotated[str | None, typer.Option(help="listen address (default DIRCHAIN_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="listen port (default DIRCHAIN_PORT)")] = None,
+) -> None:
+    """Serve a read-only replica of the API from an index: catalogs, systems, provenance, audit history /
+    custody / changes / access, jurisdictions, departments, sharing requests, grants and KPIs, with ``--workers``
+    uvicorn processes and no chain connection. Submissions and what needs a chain answer 503 problem+json
+    (``read-only-replica``). Runs until interrupted (Ctrl-C)."""
+    import os
+
+    if not read_only:
+        console.print("[red]`dirchain api` serves a read-only replica: give --read-only (the full API, with "
+                      "submissions, runs inside `dirchain up`)[/red]")
+        raise typer.Exit(2)
+    s = settings()
+    if database_url is not None:
+        os.environ["DIRCHAIN_DATABASE_URL"] = database_url  # read by every worker process's app factory
+    count = workers if workers is not None else s.api_workers
+    where_host, where_port = host or s.host, port or s.port
+    console.print(f"read-only API on http://{where_host}:{where_port} with {count} worker(s); index "
+                  f"{database_url or s.database_url}; Ctrl-C to stop")
+    uvicorn.run("api.app:read_only_app", factory=True, host=where_host, port=where_port, workers=count,
+                log_level="warning")
 
 
 @app.command()

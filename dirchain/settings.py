@@ -26,6 +26,8 @@ class Settings:
     ``district_chain`` a second embedded anvil on ``anvil_port + 1``); ``district_confirmations``: blocks the
     indexer and relay jobs stay behind the district chain's head (None: ``confirmations``). ``sync_interval_s``:
     seconds between tier-sync rounds once caught up.
+
+    ``api_workers``: uvicorn worker processes of ``dirchain api --read-only`` (the read-only replica).
     """
 
     home: Path
@@ -45,6 +47,7 @@ class Settings:
     district_chain: bool = False
     district_confirmations: int | None = None
     sync_interval_s: float = 1.0
+    api_workers: int = 1
 
     @property
     def single(self) -> bool:
@@ -99,4 +102,5 @@ def settings() -> Settings:
         district_chain=env.get("DIRCHAIN_DISTRICT_CHAIN", "") not in ("", "0", "false", "no"),
         district_confirmations=_optional_int(env.get("DIRCHAIN_DISTRICT_CONFIRMATIONS")),
         sync_interval_s=float(env.get("DIRCHAIN_SYNC_INTERVAL_S", "1")),
+        api_workers=int(env.get("DIRCHAIN_API_WORKERS", "1")),
     )

@@ -29,6 +29,7 @@ from sqlalchemy import (
     Engine,
     ForeignKey,
     ForeignKeyConstraint,
+    Index,
     Integer,
     MetaData,
     String,
@@ -48,6 +49,10 @@ BEGIN_IMMEDIATE = "dirchain_sqlite_begin_immediate"
 
 #: SQLite busy timeout in milliseconds (how long a connection waits for another's write lock).
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+#: Connections kept open to a SQLite file, and how many more may be opened at a busy moment (the API's thread
+#: pool alone runs 40 requests at once; past the limit a request waits 30 s for a connection, then fails).
+SQLITE_POOL_SIZE = 10
+SQLITE_POOL_OVERFLOW = 90
 
 NAMING_CONVENTION: dict[str, str] = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -78,7 +83,10 @@ class ChainEvent(Base):
     """
 
     __tablename__ = "chain_events"
-    __table_args__ = (ForeignKeyConstraint(["chain_id", "block_number"], ["blocks.chain_id", "blocks.number"]),)
+    __table_args__ = (
+        ForeignKeyConstraint(["chain_id", "block_number"], ["blocks.chain_id", "blocks.number"]),
+        Index("ix_chain_events_chain_id_address_block_number", "chain_id", "address", "block_number"),  # /audit/changes
+    )
 
     tx_hash: Mapped[str] = mapped_column(String(HASH), primary_key=True)
     log_index: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -256,6 +264,7 @@ class CatalogVersionRow(_VersionColumns, Base):
     """
 
     __tablename__ = "catalog_versions"
+    __table_args__ = (Index("ix_catalog_versions_chain_id_directory", "chain_id", "directory"),)  # held_at_tier
     _current_table: ClassVar[str] = "catalogs"
 
 
@@ -293,6 +302,7 @@ class SystemVersionRow(_VersionColumns, Base):
     """One system version event, as :class:`CatalogVersionRow`."""
 
     __tablename__ = "system_versions"
+    __table_args__ = (Index("ix_system_versions_chain_id_directory", "chain_id", "directory"),)  # held_at_tier
     _current_table: ClassVar[str] = "systems"
 
 
@@ -408,6 +418,7 @@ class RelayedRecordRow(Base):
     The record's own row (version, request …) is the one indexed at its origin; a copy never changes it."""
 
     __tablename__ = "relayed_records"
+    __table_args__ = (Index("ix_relayed_records_subject_event", "subject", "event"),)  # provenance of a record
 
     tx_hash: Mapped[str] = mapped_column(String(HASH), primary_key=True)
     log_index: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -515,6 +526,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_MS / 1000)
     if memory:
         kwargs.setdefault("poolclass", StaticPool)
+    elif "poolclass" not in kwargs:  # every API thread, relay job and batcher may hold one; SQLite's are cheap
+        kwargs.setdefault("pool_size", SQLITE_POOL_SIZE)
+        kwargs.setdefault("max_overflow", SQLITE_POOL_OVERFLOW)
     engine = create_engine(url, connect_args=connect_args, **kwargs)
 
     @event.listens_for(engine, "connect")

@@ -122,7 +122,8 @@ class Directories:
         self._targets: dict[tuple[int, str], Target] = {}
         self._by_code: dict[str, Target] = {}  # jurisdiction code → its directory, once made and registered
         self._homes: dict[tuple[str, str], str] = {}  # ("jurisdiction" | "department" | "catalog", key) → code
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # the maps above; never held across a chain round trip
+        self._code_locks: dict[str, threading.Lock] = {}
         self._nonce = int(time.time() * 1000) << 64
         self.on_new: Callable[[Target], None] | None = None
 
@@ -240,7 +241,10 @@ class Directories:
         ready = self._by_code.get(code)
         if ready is not None:
             return ready
-        with self._lock:
+        with self._code_lock(code):  # one maker per jurisdiction; different jurisdictions are made in parallel
+            ready = self._by_code.get(code)
+            if ready is not None:
+                return ready
             lineage = [] if tier == "city" else self._lineage(code)
             own_tier = tier if not lineage else lineage[-1].tier.value
             chain = self.chain_of_tier(str(own_tier))
@@ -252,18 +256,25 @@ class Directories:
             client = DirectoryClient(chain.rpc, address, chain.chain_id, chain.relayer)
             if len(lineage) > 1:
                 self._scaffold(client, lineage)
-                parent = self.ensure(str(lineage[-2].code))
+                parent = self.ensure(str(lineage[-2].code))  # locks the parent's code: child → parent order only
                 self._set_child(parent.client, lineage[-1], client)
-            target = self._by_code[code] = self._target(chain, address, code)
+            with self._lock:
+                target = self._by_code[code] = self._target(chain, address, code)
             return target
+
+    def _code_lock(self, code: str) -> threading.Lock:
+        """The lock serialising the making and registering of jurisdiction ``code``'s directory."""
+        with self._lock:
+            return self._code_locks.setdefault(code, threading.Lock())
 
     def _sign(self, client: DirectoryClient, msg: Message) -> tuple[Any, ...]:
         signature = eip712.sign(self.administrator, client.typed_data(msg.primary, msg.message))
         return to_struct(msg.primary, msg.message, signature, msg.record)
 
     def _next_nonce(self) -> int:
-        self._nonce += 1
-        return self._nonce
+        with self._lock:
+            self._nonce += 1
+            return self._nonce
 
     def _scaffold(self, client: DirectoryClient, lineage: list[Jurisdiction]) -> None:
         """Copies of the home and the jurisdictions above it in a new directory (those not there yet)."""
@@ -301,7 +312,7 @@ class Directories:
         if code is None:
             return False
         lineage = self._lineage(code, wait_s=0)
-        with self._lock:
+        with self._code_lock(code):
             return self._set_child(parent, lineage[-1], DirectoryClient(chain.rpc, address, chain_id))
 
     # ------------------------------------------------------------------ where to sign (no side effects)

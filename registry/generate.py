@@ -62,6 +62,7 @@ __all__ = [
     "BEIJING_DISTRICTS",
     "EXPIRING_PERIOD_S",
     "MARKER",
+    "MEDIUM",
     "SCALES",
     "SMALL",
     "Scale",
@@ -72,9 +73,10 @@ __all__ = [
 #: Suffix of every generated department name (keeps them apart from the real seed's departments).
 MARKER = "（模拟）"
 #: Period (seconds) of a request expected to end ``expired`` at the ``beijing`` scale: long enough for
-#: the loader to sign and send it (it comes first) and short enough to end within the loader's default
-#: 300 s outcome wait. The ``small`` scale uses 8 s (the seed file uses 6 s).
-EXPIRING_PERIOD_S = 180
+#: the loader to sign, send and see it granted (it comes first in the sharing phase) and short enough that
+#: the loader does not sit waiting for the clock once the rest is sent. ``medium`` uses 20 s, ``small``
+#: 8 s (the seed file uses 6 s).
+EXPIRING_PERIOD_S = 30
 
 #: Beijing's 16 districts: (GB/T 2260 code, name, number of streets and towns). The numbers follow
 #: the real spread of 街道/乡镇 over the districts, adjusted to the published total of 343.
@@ -142,6 +144,18 @@ BEIJING = Scale(
     requests=3000,
     expiring_period_s=EXPIRING_PERIOD_S,
 )
+#: An eighth of Beijing for profiling: 1 city, 3 districts, 20 streets, 1,000 catalogs.
+MEDIUM = Scale(
+    name="medium",
+    districts=(("110101", "东城区", 6), ("110102", "西城区", 5), ("110105", "朝阳区", 9)),
+    city_departments=20,
+    district_departments=(8, 14),
+    catalogs=1000,
+    data_items=4170,
+    systems=230,
+    requests=400,
+    expiring_period_s=20,
+)
 #: A smoke-test size: 1 city, 2 districts, 3 streets, 50 catalogs.
 SMALL = Scale(
     name="small",
@@ -155,7 +169,7 @@ SMALL = Scale(
     expiring_period_s=8,
 )
 #: The presets by name.
-SCALES: dict[str, Scale] = {s.name: s for s in (BEIJING, SMALL)}
+SCALES: dict[str, Scale] = {s.name: s for s in (BEIJING, MEDIUM, SMALL)}
 
 # ------------------------------------------------------------------------------------- vocabularies
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Collection
+from functools import lru_cache
 
 from eth_utils import to_checksum_address
 from sqlalchemy import select
@@ -42,6 +43,12 @@ log = logging.getLogger(__name__)
 
 #: Consecutive re-reads of a range whose blocks changed while it was read, before giving up.
 MAX_UNSTABLE_READS = 5
+
+
+@lru_cache(maxsize=8192)
+def _checksummed(address: str) -> str:
+    """EIP-55 form of an address (every log of a directory carries the same one)."""
+    return to_checksum_address(address)
 
 
 def indexer_codec() -> ContractCodec:
@@ -201,11 +208,11 @@ class Indexer:
         known = self.directories()
         kept: list[DecodedLog] = []
         for ev in events:
-            address = to_checksum_address(ev.address)
+            address = _checksummed(ev.address)
             if address == self.address:
-                if ev.event != "DirectoryCreated" or to_checksum_address(ev.args["creator"]) not in self.creators:
+                if ev.event != "DirectoryCreated" or _checksummed(ev.args["creator"]) not in self.creators:
                     continue
-                known.add(to_checksum_address(ev.args["directory"]))
+                known.add(_checksummed(ev.args["directory"]))
             elif address not in known:
                 continue
             kept.append(ev)

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -50,9 +51,31 @@ from registry.messages import (
     sharing_revocation_message,
 )
 from registry.models import CatalogRecord, SystemRecord, Tier
-from registry.seed import Directory
+from registry.seed import Department, Directory, Jurisdiction
 
 ProgressFn = Callable[[str, int, int], None]
+#: A submission ready to POST: (code, API path, JSON body, outcome "added" | "updated").
+Post = tuple[str, str, dict[str, Any], str]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A submission the loader could not prepare: its ``code``, an HTTP-like ``status`` (0: not sent) and why."""
+
+    code: str
+    status: int
+    detail: str
+
+
+#: What a job prepared: a :data:`Post`, a :class:`Refusal`, ``"unchanged"`` (already indexed as it is: counted)
+#: or ``"skipped"`` (nothing to send now, counted elsewhere).
+Prepared = Post | Refusal | Literal["unchanged", "skipped"]
+#: Prepares one submission (existence checks, key, signature) in a worker thread.
+Job = Callable[[], Prepared]
+#: Items per page when the loader reads a whole list (the API's largest page).
+LIST_PAGE = 500
+UNCHANGED: Literal["unchanged"] = "unchanged"
+SKIPPED: Literal["skipped"] = "skipped"
 
 
 class LoadError(RegistryError):
@@ -214,20 +237,50 @@ class DirectoryLoader:
         result: dict[str, Any] = reply.json()
         return result
 
-    def _post_all(self, phase: str, posts: list[tuple[str, str, dict[str, Any], str]], summary: PhaseSummary) -> None:
-        """POST (code, path, body, outcome) concurrently, then wait until every transaction is indexed."""
-        total = len(posts)
+    def _listing(self, path: str, key: str = "code") -> dict[str, dict[str, Any]]:
+        """Every item of the paginated list ``GET path`` (500 a page) by its ``key``: one request per 500 items
+        instead of one existence check per item."""
+        out: dict[str, dict[str, Any]] = {}
+        offset = 0
+        while True:
+            reply = self.http.get(path, params={"limit": LIST_PAGE, "offset": offset})
+            reply.raise_for_status()
+            page = reply.json()
+            for item in page["items"]:
+                out[str(item[key])] = item
+            offset += len(page["items"])
+            if not page["items"] or offset >= int(page["total"]):
+                return out
+
+    def _post_all(self, phase: str, jobs: Sequence[Job], summary: PhaseSummary) -> set[str]:
+        """Run each job (which checks what is indexed and signs: a :data:`Post`, :data:`UNCHANGED` or a
+        :class:`Refusal`) and POST what it prepared, ``workers`` at a time, then wait until every transaction is
+        indexed; returns the codes posted. Jobs run in the pool so that existence checks, key loading and
+        signing overlap the requests instead of preceding them one by one."""
+        total = len(jobs)
         done = 0
         self.progress(phase, 0, total)
         tx_hashes: set[str] = set()
+        posted: set[str] = set()
 
-        def post(item: tuple[str, str, dict[str, Any], str]) -> tuple[str, str, httpx.Response]:
-            code, path, body, outcome = item
-            return code, outcome, self.http.post(path, json=body)
+        def run(job: Job) -> tuple[Prepared, httpx.Response | None]:
+            prepared = job()
+            if not isinstance(prepared, tuple):
+                return prepared, None
+            _code, path, body, _outcome = prepared
+            return prepared, self.http.post(path, json=body)
 
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
-            for code, outcome, reply in pool.map(post, posts):
-                if reply.status_code == 202:
+            for prepared, reply in pool.map(run, jobs):
+                if prepared == UNCHANGED:
+                    summary.unchanged += 1
+                elif isinstance(prepared, Refusal):
+                    summary.failed.append((prepared.code, prepared.status, prepared.detail))
+                elif not isinstance(prepared, tuple) or reply is None:
+                    pass  # skipped
+                elif reply.status_code == 202:
+                    code, _path, _body, outcome = prepared
+                    posted.add(code)
                     tx_hashes.add(reply.json()["tx_hash"])
                     if outcome == "added":
                         summary.added += 1
@@ -235,10 +288,11 @@ class DirectoryLoader:
                         summary.updated += 1
                 else:
                     detail = reply.json().get("detail", reply.text) if reply.content else reply.reason_phrase
-                    summary.failed.append((code, reply.status_code, str(detail)))
+                    summary.failed.append((prepared[0], reply.status_code, str(detail)))
                 done += 1
                 self.progress(phase, done, total)
         self._await_indexed(phase, tx_hashes)
+        return posted
 
     def _await_indexed(self, phase: str, tx_hashes: set[str]) -> None:
         deadline = time.monotonic() + self.index_timeout_s
@@ -267,50 +321,44 @@ class DirectoryLoader:
         admin = self.keystore.account("administrator")
         jur = summary.phases.setdefault("jurisdictions", PhaseSummary())
         for tier in (Tier.CITY, Tier.DISTRICT, Tier.STREET):
-            posts = []
-            for j in directory.jurisdictions:
-                if j.tier is not tier:
-                    continue
-                if self._exists(f"/jurisdictions/{j.code}") is not None:
-                    jur.unchanged += 1
-                    continue
-                msg = jurisdiction_message(j, *self._envelope())
-                where = {"jurisdiction": j.parent} if j.parent else {"jurisdiction": j.code, "tier": "city"}
-                body = {"jurisdiction": j.model_dump(mode="json", exclude_none=True), **self._sign(admin, msg, **where)}
-                posts.append((j.code, "/jurisdictions", body, "added"))
-            self._post_all(f"jurisdictions ({tier.value})", posts, jur)
-
-        deps = summary.phases.setdefault("departments", PhaseSummary())
-        posts = []
-        for d in directory.departments:
-            if self._exists(f"/departments/{d.code}") is not None:
-                deps.unchanged += 1
-                continue
-            msg = department_message(d, *self._envelope())
-            posts.append((d.code, "/departments", {"department": d.model_dump(mode="json"),
-                                                   **self._sign(admin, msg, jurisdiction=d.jurisdiction)}, "added"))
-        self._post_all("departments", posts, deps)
-
-        keys = summary.phases.setdefault("department keys", PhaseSummary())
-        posts = []
-        for d in directory.departments:
-            address = self.keystore.address(d.code)
-            indexed = self._exists(f"/departments/{d.code}") or {}
-            if address in indexed.get("accounts", []):
-                keys.unchanged += 1
-                continue
-            msg = account_message("department", d.code, address, True, *self._envelope())
-            body = {"role": "department", "scope": d.code, "account": address, "active": True,
-                    **self._sign(admin, msg, jurisdiction=d.jurisdiction)}
-            posts.append((d.code, "/accounts", body, "added"))
-        self._post_all("department keys", posts, keys)
-
+            level = [j for j in directory.jurisdictions if j.tier is tier]
+            self._post_all(f"jurisdictions ({tier.value})",
+                           [partial(self._jurisdiction_job, admin, j) for j in level], jur)
+        self._post_all("departments", [partial(self._department_job, admin, d) for d in directory.departments],
+                       summary.phases.setdefault("departments", PhaseSummary()))
+        self._post_all("department keys", [partial(self._key_job, admin, d) for d in directory.departments],
+                       summary.phases.setdefault("department keys", PhaseSummary()))
         self._records("systems", directory.systems, summary)
         self._records("catalogs", directory.catalogs, summary)
         if sharing:
             self._await_synced()
             self._sharing(directory, sharing, summary)
         return summary
+
+    def _jurisdiction_job(self, admin: LocalAccount, j: Jurisdiction) -> Prepared:
+        if self._exists(f"/jurisdictions/{j.code}") is not None:
+            return UNCHANGED
+        msg = jurisdiction_message(j, *self._envelope())
+        where = {"jurisdiction": j.parent} if j.parent else {"jurisdiction": j.code, "tier": "city"}
+        body = {"jurisdiction": j.model_dump(mode="json", exclude_none=True), **self._sign(admin, msg, **where)}
+        return j.code, "/jurisdictions", body, "added"
+
+    def _department_job(self, admin: LocalAccount, d: Department) -> Prepared:
+        if self._exists(f"/departments/{d.code}") is not None:
+            return UNCHANGED
+        msg = department_message(d, *self._envelope())
+        return d.code, "/departments", {"department": d.model_dump(mode="json"),
+                                        **self._sign(admin, msg, jurisdiction=d.jurisdiction)}, "added"
+
+    def _key_job(self, admin: LocalAccount, d: Department) -> Prepared:
+        address = self.keystore.address(d.code)
+        indexed = self._exists(f"/departments/{d.code}") or {}
+        if address in indexed.get("accounts", []):
+            return UNCHANGED
+        msg = account_message("department", d.code, address, True, *self._envelope())
+        body = {"role": "department", "scope": d.code, "account": address, "active": True,
+                **self._sign(admin, msg, jurisdiction=d.jurisdiction)}
+        return d.code, "/accounts", body, "added"
 
     def _await_synced(self) -> None:
         """Wait until the tier sync has relayed everything to the top: two complete sync rounds after now, the
@@ -335,23 +383,23 @@ class DirectoryLoader:
             health = self.http.get("/health").json()
 
     def _records(self, kind: str, records: list[CatalogRecord] | list[SystemRecord], summary: LoadSummary) -> None:
-        phase = summary.phases.setdefault(kind, PhaseSummary())
-        posts = []
-        for record in records:
-            indexed = self._exists(f"/{kind}/{record.code}")
-            owner = record.provider_code if isinstance(record, CatalogRecord) else record.owner_code
-            if indexed is None:
-                action, version, outcome = "register", 1, "added"
-            elif indexed.get("latest_digest") == "0x" + digest(record).hex():
-                phase.unchanged += 1
-                continue
-            else:
-                action, version, outcome = "update", int(indexed["latest_version"]) + 1, "updated"
-            msg = record_message(record, action, version, *self._envelope())  # type: ignore[arg-type]
-            signed = self._sign(self.keystore.account(owner), msg, jurisdiction=record.jurisdiction)
-            body = {"action": action, "version": version, "record": record_json(record), **signed}
-            posts.append((record.code, f"/{kind}", body, outcome))
-        self._post_all(kind, posts, phase)
+        indexed = self._listing(f"/{kind}") if records else {}
+        self._post_all(kind, [partial(self._record_job, kind, r, indexed.get(r.code)) for r in records],
+                       summary.phases.setdefault(kind, PhaseSummary()))
+
+    def _record_job(self, kind: str, record: CatalogRecord | SystemRecord, indexed: dict[str, Any] | None) -> Prepared:
+        """Register ``record`` (not ``indexed``), update it (indexed with another digest) or leave it."""
+        owner = record.provider_code if isinstance(record, CatalogRecord) else record.owner_code
+        if indexed is None:
+            action, version, outcome = "register", 1, "added"
+        elif indexed.get("latest_digest") == "0x" + digest(record).hex():
+            return UNCHANGED
+        else:
+            action, version, outcome = "update", int(indexed["latest_version"]) + 1, "updated"
+        msg = record_message(record, action, version, *self._envelope())  # type: ignore[arg-type]
+        signed = self._sign(self.keystore.account(owner), msg, jurisdiction=record.jurisdiction)
+        body = {"action": action, "version": version, "record": record_json(record), **signed}
+        return record.code, f"/{kind}", body, outcome
 
     # ------------------------------------------------------------------ sharing
 
@@ -366,7 +414,9 @@ class DirectoryLoader:
         departments = {d.name: d.code for d in directory.departments}
         catalogs = {c.name: c for c in directory.catalogs}
         resolved: list[tuple[SharingSeed, str, str]] = []  # (seed, requester code, request id)
-        posts = []
+        requests = self._listing("/sharing-requests", key="id") if seeds else {}
+        indexed_catalogs = self._listing("/catalogs") if seeds else {}
+        jobs: list[Job] = []
         for seed in seeds:
             label = f"{seed.requester} → {seed.catalog}"
             requester, catalog = departments.get(seed.requester), catalogs.get(seed.catalog)
@@ -374,65 +424,80 @@ class DirectoryLoader:
                 missing = seed.requester if requester is None else seed.catalog
                 phase.failed.append((label, 0, f"{missing!r} is not in the directory"))
                 continue
-            nonce = seed_nonce(requester, catalog.code, seed.purpose)
-            account = self.keystore.account(requester)
-            rid = "0x" + sharing_request_id(account.address, nonce).hex()
-            resolved.append((seed, requester, rid))
-            if self._exists(f"/sharing-requests/{rid}") is not None:
-                continue
-            indexed = self._exists(f"/catalogs/{catalog.code}")
-            if indexed is None or indexed.get("record") is None:
-                phase.failed.append((label, 0, f"catalog {catalog.code} is not indexed"))
-                resolved.pop()
-                continue
-            try:
-                mask = items_mask(CatalogRecord.model_validate(indexed["record"]), seed.items)
-            except ValueError as exc:
-                phase.failed.append((label, 0, str(exc)))
-                resolved.pop()
-                continue
-            start = int(time.time())
-            deadline = start + self.deadline_s
-            msg = sharing_request_message(catalog.code, int(indexed["latest_version"]), requester, mask, seed.purpose,
-                                          seed.basis, start, start + seed.period_s, nonce, deadline)
-            body = {
-                "catalog": catalog.code, "version": int(indexed["latest_version"]), "requester": requester,
-                "items": seed.items, "purpose": seed.purpose, "basis": seed.basis, "start": start,
-                "end": start + seed.period_s, **self._sign(account, msg, catalog=catalog.code, requester=requester),
-            }
-            posts.append((rid, "/sharing-requests", body, "added"))
-        self._post_all("sharing requests", posts, phase)
-        acted = {rid for rid, _, _, _ in posts}
-
-        actions: list[tuple[str, str, dict[str, Any], str]] = []
-        for seed, _, rid in resolved:
-            state = self._exists(f"/sharing-requests/{rid}")
-            if state is None or seed.decision is None or state["status"] != "requested":
-                continue
-            nonce, deadline = seed_nonce("decision", rid), int(time.time()) + self.deadline_s
-            msg = sharing_decision_message(bytes.fromhex(rid[2:]), seed.decision.approve, seed.decision.reason, nonce,
-                                           deadline)
-            body = {"approve": seed.decision.approve, "reason": seed.decision.reason,
-                    **self._sign(self.keystore.account(state["owner"]), msg, request=rid)}
-            actions.append((rid, f"/sharing-requests/{rid}/decision", body, "updated"))
-        self._post_all("sharing decisions", actions, phase)
-        acted |= {rid for rid, _, _, _ in actions}
-
-        actions = []
-        for seed, _, rid in resolved:
-            state = self._exists(f"/sharing-requests/{rid}")
-            if state is None or seed.revocation is None or state["status"] != "granted":
-                continue
-            nonce, deadline = seed_nonce("revocation", rid), int(time.time()) + self.deadline_s
-            msg = sharing_revocation_message(bytes.fromhex(rid[2:]), seed.revocation.reason, nonce, deadline)
-            body = {"reason": seed.revocation.reason,
-                    **self._sign(self.keystore.account(state["owner"]), msg, request=rid)}
-            actions.append((rid, f"/grants/{rid}/revocation", body, "updated"))
-        self._post_all("sharing revocations", actions, phase)
-        acted |= {rid for rid, _, _, _ in actions}
+            jobs.append(partial(self._request_job, seed, requester, catalog, indexed_catalogs.get(catalog.code),
+                                requests, resolved))
+        acted = self._post_all("sharing requests", jobs, phase)
+        requests = self._listing("/sharing-requests", key="id") if resolved else {}
+        acted |= self._post_all("sharing decisions", [partial(self._decision_job, seed, requests.get(rid))
+                                                      for seed, _, rid in resolved], phase)
+        requests = self._listing("/sharing-requests", key="id") if resolved else {}
+        acted |= self._post_all("sharing revocations", [partial(self._revocation_job, seed, requests.get(rid))
+                                                        for seed, _, rid in resolved], phase)
         phase.unchanged += sum(1 for _, _, rid in resolved if rid not in acted)
 
         self._await_outcomes(resolved, phase)
+
+    def _request_job(self, seed: SharingSeed, requester: str, catalog: CatalogRecord, indexed: dict[str, Any] | None,
+                     requests: dict[str, dict[str, Any]], resolved: list[tuple[SharingSeed, str, str]]) -> Prepared:
+        """A sharing request of ``seed`` for ``catalog`` (as ``indexed`` in the catalog list), unless it is among
+        the indexed ``requests``; appended to ``resolved`` unless it cannot be prepared. The data items are
+        resolved against the indexed record: the file's when the indexed digest equals its digest, else the one
+        ``GET /catalogs/{code}`` answers."""
+        label = f"{seed.requester} → {seed.catalog}"
+        nonce = seed_nonce(requester, catalog.code, seed.purpose)
+        account = self.keystore.account(requester)
+        rid = "0x" + sharing_request_id(account.address, nonce).hex()
+        if rid in requests:
+            resolved.append((seed, requester, rid))
+            return SKIPPED
+        record: CatalogRecord | None = None
+        if indexed is not None and indexed.get("latest_digest") == "0x" + digest(catalog).hex():
+            record = catalog
+        else:
+            indexed = self._exists(f"/catalogs/{catalog.code}")
+            if indexed is not None and indexed.get("record") is not None:
+                record = CatalogRecord.model_validate(indexed["record"])
+        if indexed is None or record is None:
+            return Refusal(label, 0, f"catalog {catalog.code} is not indexed")
+        try:
+            mask = items_mask(record, seed.items)
+        except ValueError as exc:
+            return Refusal(label, 0, str(exc))
+        version = int(indexed["latest_version"])
+        resolved.append((seed, requester, rid))
+        start = int(time.time())
+        deadline = start + self.deadline_s
+        msg = sharing_request_message(catalog.code, version, requester, mask, seed.purpose, seed.basis, start,
+                                      start + seed.period_s, nonce, deadline)
+        body = {
+            "catalog": catalog.code, "version": version, "requester": requester,
+            "items": seed.items, "purpose": seed.purpose, "basis": seed.basis, "start": start,
+            "end": start + seed.period_s, **self._sign(account, msg, catalog=catalog.code, requester=requester),
+        }
+        return rid, "/sharing-requests", body, "added"
+
+    def _decision_job(self, seed: SharingSeed, state: dict[str, Any] | None) -> Prepared:
+        """The owner's decision of the request indexed as ``state`` if ``seed`` has one and it still awaits it."""
+        if seed.decision is None or state is None or state["status"] != "requested":
+            return SKIPPED
+        rid = str(state["id"])
+        nonce, deadline = seed_nonce("decision", rid), int(time.time()) + self.deadline_s
+        msg = sharing_decision_message(bytes.fromhex(rid[2:]), seed.decision.approve, seed.decision.reason, nonce,
+                                       deadline)
+        body = {"approve": seed.decision.approve, "reason": seed.decision.reason,
+                **self._sign(self.keystore.account(state["owner"]), msg, request=rid)}
+        return rid, f"/sharing-requests/{rid}/decision", body, "updated"
+
+    def _revocation_job(self, seed: SharingSeed, state: dict[str, Any] | None) -> Prepared:
+        """The owner's revocation of the grant indexed as ``state`` if ``seed`` has one and it is still in force."""
+        if seed.revocation is None or state is None or state["status"] != "granted":
+            return SKIPPED
+        rid = str(state["id"])
+        nonce, deadline = seed_nonce("revocation", rid), int(time.time()) + self.deadline_s
+        msg = sharing_revocation_message(bytes.fromhex(rid[2:]), seed.revocation.reason, nonce, deadline)
+        body = {"reason": seed.revocation.reason,
+                **self._sign(self.keystore.account(state["owner"]), msg, request=rid)}
+        return rid, f"/grants/{rid}/revocation", body, "updated"
 
     def _await_outcomes(self, resolved: list[tuple[SharingSeed, str, str]], phase: PhaseSummary) -> None:
         """Check every request shows its expected status. Only a grant expected to expire is waited for
@@ -443,8 +508,9 @@ class DirectoryLoader:
         deadline = time.monotonic() + self.index_timeout_s
         self.progress("sharing outcomes", 0, total)
         while waiting:
+            indexed = self._listing("/sharing-requests", key="id")  # a few pages instead of a GET per request
             for rid, seed in list(waiting.items()):
-                state = str((self._exists(f"/sharing-requests/{rid}") or {}).get("status"))
+                state = str((indexed.get(rid) or {}).get("status"))
                 pending = state == "granted" and seed.expect == "expired" and time.monotonic() < deadline
                 if state == seed.expect or not pending:
                     del waiting[rid]

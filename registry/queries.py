@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from eth_utils import to_checksum_address
-from sqlalchemy import Select, and_, func, or_, select, tuple_
+from sqlalchemy import Executable, Select, and_, bindparam, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from registry.db import (
@@ -137,15 +138,21 @@ def held_at_tier(code: Any, own_tier: Any, versions: type[CatalogVersionRow] | t
     return or_(code.in_(recorded), code.in_(relayed), and_(own_tier == tier, code.not_in(in_homed)))
 
 
+@cache
+def _with_versions(current: type[CatalogRow] | type[SystemRow],
+                   versions: type[CatalogVersionRow] | type[SystemVersionRow]) -> Executable:
+    """A record's current row joined with each of its versions, oldest first (built once; the record's code is the
+    bound parameter ``code``)."""
+    return (select(current, versions).outerjoin(versions, versions.code == current.code)
+            .where(current.code == bindparam("code")).order_by(versions.version))
+
+
 def get_catalog(session: Session, code: str) -> CatalogDetail | None:
-    """The catalog with resource code ``code`` and its versions ordered by version, or None."""
-    row = session.get(CatalogRow, code)
-    if row is None:
+    """The catalog with resource code ``code`` and its versions ordered by version, or None (one statement)."""
+    rows = session.execute(_with_versions(CatalogRow, CatalogVersionRow), {"code": code}).all()
+    if not rows:
         return None
-    versions = session.scalars(
-        select(CatalogVersionRow).where(CatalogVersionRow.code == code).order_by(CatalogVersionRow.version)
-    ).all()
-    return CatalogDetail(row, list(versions))
+    return CatalogDetail(rows[0][0], [version for _, version in rows if version is not None])
 
 
 def list_systems(
@@ -186,14 +193,11 @@ def list_systems(
 
 
 def get_system(session: Session, code: str) -> SystemDetail | None:
-    """The system with code ``code`` and its versions ordered by version, or None."""
-    row = session.get(SystemRow, code)
-    if row is None:
+    """The system with code ``code`` and its versions ordered by version, or None (one statement)."""
+    rows = session.execute(_with_versions(SystemRow, SystemVersionRow), {"code": code}).all()
+    if not rows:
         return None
-    versions = session.scalars(
-        select(SystemVersionRow).where(SystemVersionRow.code == code).order_by(SystemVersionRow.version)
-    ).all()
-    return SystemDetail(row, list(versions))
+    return SystemDetail(rows[0][0], [version for _, version in rows if version is not None])
 
 
 def list_jurisdictions(session: Session) -> list[JurisdictionRow]:

@@ -22,16 +22,16 @@ import json
 import re
 from collections.abc import Callable, Iterable
 from functools import cache, lru_cache
-from typing import Any, TypeVar
+from typing import Any
 
 from eth_utils import keccak, to_checksum_address
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import inspect as sa_inspect
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from chain.abi import DecodedLog
-from registry.canonical import canonical_bytes, code_id
+from registry.bulk import Row, RowBatch, table_of
+from registry.canonical import canonical_bytes, code_id, record_json
 from registry.db import (
     AdministratorRow,
     Base,
@@ -97,7 +97,6 @@ _RECORD_MODELS: dict[str, tuple[type[Base], type[Base]]] = {
     "SystemRetired": (SystemRow, SystemVersionRow),
 }
 
-_M = TypeVar("_M", bound=Base)
 _MAX_REASON = 1000
 _INT_TYPE = re.compile(r"^u?int(\d*)$")
 
@@ -127,21 +126,23 @@ def apply_events(session: Session, items: Iterable[tuple[DecodedLog, int]], *, c
     own rows (indexed where it was first recorded) alone; give whole transactions, as the indexer's block
     ranges do, so that each effect is seen with its ``Relayed``.
 
-    The rows the events can touch are loaded up front in a few ``IN`` queries and the session is
-    flushed once at the end, which makes indexing a range several times faster than one event at
-    a time. Returns the number of events newly applied (duplicates excluded). Same guarantees and
-    errors as :func:`apply_event`; on :class:`ReorgDetected` the session holds a partial batch and
-    must be rolled back.
+    The session's pending changes are flushed first; the rows the events can touch are then read up front in
+    a few ``IN`` queries, changed in memory, and written at the end with one bulk ``INSERT``/``UPDATE`` per table
+    (:class:`registry.bulk.RowBatch`), followed by the back-fills of names and data items that rows indexed
+    before their jurisdiction, department or catalog version need. ORM objects of the tables written that the
+    session holds are expired, so they read the new values. Returns the number of events newly applied
+    (duplicates excluded). Same guarantees and errors as :func:`apply_event`; on :class:`ReorgDetected`
+    nothing of the batch has been written, but the session must still be rolled back.
     """
     batch = list(items)
     events = [ev for ev, _ in batch]
+    session.flush()
     rows = _Rows(session, events, chain_id)
     relayed = _relayed_effects(events)
     applied = 0
-    with session.no_autoflush:
-        for ev, timestamp in batch:
-            applied += _apply(rows, ev, timestamp, relayed.get((ev.tx_hash.lower(), ev.log_index)))
-    session.flush()
+    for ev, timestamp in batch:
+        applied += _apply(rows, ev, timestamp, relayed.get((ev.tx_hash.lower(), ev.log_index)))
+    rows.finish()
     return applied
 
 
@@ -171,21 +172,23 @@ def _apply(rows: _Rows, ev: DecodedLog, timestamp: int, relayed: DecodedLog | No
     block_hash = ev.block_hash.lower()
     block = rows.get(Block, (rows.chain_id, ev.block_number))
     if block is None:
-        rows.add(Block(chain_id=rows.chain_id, number=ev.block_number, hash=block_hash, timestamp=timestamp))
-    elif block.hash != block_hash:
-        raise ReorgDetected(ev.block_number, block.hash, block_hash)
+        rows.add(Block, {"chain_id": rows.chain_id, "number": ev.block_number, "hash": block_hash,
+                         "timestamp": timestamp})
+    elif block["hash"] != block_hash:
+        raise ReorgDetected(ev.block_number, block["hash"], block_hash)
     rows.add(
-        ChainEvent(
-            tx_hash=tx_hash,
-            log_index=ev.log_index,
-            chain_id=rows.chain_id,
-            block_number=ev.block_number,
-            block_hash=block_hash,
-            tx_index=ev.tx_index,
-            address=_address(ev.address),
-            event=ev.event,
-            args=args_json(ev.event, ev.args),
-        )
+        ChainEvent,
+        {
+            "tx_hash": tx_hash,
+            "log_index": ev.log_index,
+            "chain_id": rows.chain_id,
+            "block_number": ev.block_number,
+            "block_hash": block_hash,
+            "tx_index": ev.tx_index,
+            "address": _address(ev.address),
+            "event": ev.event,
+            "args": args_json(ev.event, ev.args),
+        },
     )
     if relayed is not None and ev.event in _RELAYED_SUBJECT:
         _relayed_record(rows, ev, timestamp, relayed)
@@ -201,88 +204,136 @@ def _relayed_record(rows: _Rows, ev: DecodedLog, timestamp: int, relayed: Decode
     a, o = ev.args, relayed.args
     subject = a.get(_RELAYED_SUBJECT[ev.event])
     rows.add(
-        RelayedRecordRow(
-            tx_hash=ev.tx_hash.lower(),
-            log_index=ev.log_index,
-            chain_id=rows.chain_id,
-            directory=_address(ev.address),
-            event=ev.event,
-            subject=hex32(subject) if isinstance(subject, bytes) else str(subject),
-            version=int(a["version"]) if "version" in a and ev.event in _RECORD_MODELS else None,
-            relayed_log_index=relayed.log_index,
-            origin_key=hex32(o["originKey"]),
-            origin_chain_id=int(o["chainId"]),
-            origin_directory=_address(o["directory"]),
-            origin_tx_hash=hex32(o["txHash"]),
-            origin_block_number=int(o["blockNumber"]),
-            origin_block_hash=hex32(o["blockHash"]),
-            origin_log_index=int(o["logIndex"]),
-            block_number=ev.block_number,
-            block_timestamp=timestamp,
-        )
+        RelayedRecordRow,
+        {
+            "tx_hash": ev.tx_hash.lower(),
+            "log_index": ev.log_index,
+            "chain_id": rows.chain_id,
+            "directory": _address(ev.address),
+            "event": ev.event,
+            "subject": hex32(subject) if isinstance(subject, bytes) else str(subject),
+            "version": int(a["version"]) if "version" in a and ev.event in _RECORD_MODELS else None,
+            "relayed_log_index": relayed.log_index,
+            "origin_key": hex32(o["originKey"]),
+            "origin_chain_id": int(o["chainId"]),
+            "origin_directory": _address(o["directory"]),
+            "origin_tx_hash": hex32(o["txHash"]),
+            "origin_block_number": int(o["blockNumber"]),
+            "origin_block_hash": hex32(o["blockHash"]),
+            "origin_log_index": int(o["logIndex"]),
+            "block_number": ev.block_number,
+            "block_timestamp": timestamp,
+        },
     )
 
 
-class _Rows:
-    """The rows a batch of events can touch, by model and primary key, loaded in bulk up front.
+class _Rows(RowBatch):
+    """The rows a batch of events of chain ``chain_id`` can touch (:class:`registry.bulk.RowBatch`), loaded in
+    bulk up front, plus what the batch learnt that rows outside it may need (:meth:`finish` applies it).
 
-    :meth:`get` answers from this map (None = no such row), so applying an event runs no query;
-    a key the preload did not foresee falls back to ``Session.get``. :meth:`add` registers a new row
-    both here and in the session.
+    Rows indexed before a row they name — a catalog before its jurisdiction or department, a request before its
+    requester, owner or catalog version (recorded on another chain) — get the names once that row is indexed.
+    Those back-fills are collected here and run as bulk ``UPDATE``s after the batch's rows are written. Running
+    them at the end instead of at each event gives the same rows: the columns they fill are never read while a
+    batch is applied, and once a jurisdiction, department or valid version is known every row written after it
+    takes its name directly, so exactly the rows still unnamed at the end are the ones a back-fill would reach.
     """
 
-    _CHUNK = 500
-
     def __init__(self, session: Session, events: list[DecodedLog], chain_id: int) -> None:
-        self.session = session
+        super().__init__(session)
         self.chain_id = chain_id
-        self._rows: dict[type[Base], dict[Any, Any]] = {}
+        #: jurisdiction id → (code, tier) of the jurisdictions indexed by this batch.
+        self.jurisdictions_added: dict[str, tuple[str, str]] = {}
+        #: department id → code of the departments indexed by this batch.
+        self.departments_added: dict[str, str] = {}
+        #: (catalog code, version) → record text of the valid catalog versions indexed by this batch.
+        self.valid_versions: dict[tuple[str, int], str] = {}
         wanted: dict[type[Base], set[Any]] = {}
+        tx_hashes: set[str] = set()
+        event_keys: set[tuple[str, int]] = set()
         for ev in events:
+            tx_hash = ev.tx_hash.lower()
+            tx_hashes.add(tx_hash)
+            event_keys.add((tx_hash, ev.log_index))
             wanted.setdefault(Block, set()).add((chain_id, ev.block_number))
-            if ev.event == "JurisdictionAdded":
-                wanted.setdefault(DirectoryRow, set()).add((chain_id, _address(ev.address)))
-            for model, key in _keys_of(ev):
+            for model, key in _keys_of(ev, chain_id):
                 wanted.setdefault(model, set()).add(key)
+        # events: every stored event of the batch's transactions, by the leading column of the key
+        self.preload_where(ChainEvent, "tx_hash", tx_hashes, columns=("tx_hash", "log_index"))
+        self.known(ChainEvent, event_keys)
         for model, keys in wanted.items():
-            self._preload(model, keys)
+            self.preload(model, keys)
 
-    def _preload(self, model: type[Base], keys: set[Any]) -> None:
-        found = self._rows.setdefault(model, {})
-        for key in keys:
-            found.setdefault(key, None)
-        pk = list(sa_inspect(model).primary_key)
-        ordered = sorted(keys)
-        for start in range(0, len(ordered), self._CHUNK):
-            chunk = ordered[start : start + self._CHUNK]
-            where = pk[0].in_(chunk) if len(pk) == 1 else tuple_(*pk).in_(chunk)
-            for row in self.session.scalars(select(model).where(where)):
-                found[_identity(row, pk)] = row
+    def finish(self) -> None:
+        """Write the batch's rows, run the back-fills, and expire the session's stale ORM objects."""
+        self.write()
+        touched = self.written_models()
+        if not (touched or self.jurisdictions_added or self.departments_added or self.valid_versions):
+            return
+        connection = self.session.connection()
+        if self.jurisdictions_added:
+            params = [{"k_id": jid, "v_code": code, "v_tier": tier}
+                      for jid, (code, tier) in self.jurisdictions_added.items()]
+            for table in (table_of(CatalogRow), table_of(SystemRow)):
+                connection.execute(
+                    update(table)
+                    .where(table.c.jurisdiction_id == bindparam("k_id"), table.c.jurisdiction_code.is_(None))
+                    .values(jurisdiction_code=bindparam("v_code"), tier=bindparam("v_tier")),
+                    params,
+                )
+            touched |= {CatalogRow, SystemRow}
+        if self.departments_added:
+            params = [{"k_id": did, "v_code": code} for did, code in self.departments_added.items()]
+            backfills: list[tuple[type[Base], str, str]] = [
+                (CatalogRow, "department_id", "department_code"),
+                (SystemRow, "department_id", "department_code"),
+                (SharingRequestRow, "requester_id", "requester_code"),
+                (SharingRequestRow, "owner_id", "owner_code"),
+            ]
+            for owner, id_column, code_column in backfills:
+                t = table_of(owner).c
+                connection.execute(
+                    update(table_of(owner)).where(t[id_column] == bindparam("k_id"), t[code_column].is_(None))
+                    .values({code_column: bindparam("v_code")}),
+                    params,
+                )
+            touched |= {CatalogRow, SystemRow, SharingRequestRow}
+        if self.valid_versions:
+            self._backfill_items(connection)
+            touched.add(SharingRequestRow)
+        for obj in list(self.session.identity_map.values()):
+            if type(obj) in touched:
+                self.session.expire(obj)
 
-    def get(self, model: type[_M], key: Any) -> _M | None:
-        table = self._rows.setdefault(model, {})
-        if key not in table:
-            table[key] = self.session.get(model, key)
-        return table[key]
+    def _backfill_items(self, connection: Any) -> None:
+        """Requests for a catalog version this batch found valid that have no item names yet get them."""
+        t = table_of(SharingRequestRow).c
+        codes = sorted({code for code, _ in self.valid_versions})
+        params = []
+        for start in range(0, len(codes), 500):
+            waiting = connection.execute(
+                select(t.id, t.catalog_code, t.catalog_version, t.items_mask)
+                .where(t["items"].is_(None), t.catalog_code.in_(codes[start : start + 500]))
+            )
+            for rid, code, version, mask in waiting:
+                record = self.valid_versions.get((code, version))
+                if record is None:
+                    continue
+                names = item_names(record, int(mask))
+                if names is not None:
+                    params.append({"k_id": rid, "v_items": json.dumps(names, ensure_ascii=False)})
+        if params:
+            stmt = update(table_of(SharingRequestRow)).where(t.id == bindparam("k_id"))
+            connection.execute(stmt.values({"items": bindparam("v_items")}), params)
 
-    def add(self, row: Base) -> None:
-        pk = list(sa_inspect(type(row)).primary_key)
-        self._rows.setdefault(type(row), {})[_identity(row, pk)] = row
-        self.session.add(row)
 
-
-def _identity(row: Base, pk: list[Any]) -> Any:
-    values = tuple(getattr(row, column.key) for column in pk)
-    return values[0] if len(values) == 1 else values
-
-
-def _keys_of(ev: DecodedLog) -> list[tuple[type[Base], Any]]:
-    """(model, primary key) of every row applying ``ev`` may read or write."""
+def _keys_of(ev: DecodedLog, chain_id: int) -> list[tuple[type[Base], Any]]:
+    """(model, primary key) of every row applying ``ev`` may read or write (but its event and block)."""
     a = ev.args
-    keys: list[tuple[type[Base], Any]] = [(ChainEvent, (ev.tx_hash.lower(), ev.log_index))]
+    keys: list[tuple[type[Base], Any]] = []
     try:
         if ev.event == "JurisdictionAdded":
-            keys.append((JurisdictionRow, hex32(a["id"])))
+            keys += [(JurisdictionRow, hex32(a["id"])), (DirectoryRow, (chain_id, _address(ev.address)))]
         elif ev.event == "DepartmentRegistered":
             keys.append((DepartmentRow, hex32(a["id"])))
         elif ev.event == "AdministratorSet":
@@ -297,6 +348,20 @@ def _keys_of(ev: DecodedLog) -> list[tuple[type[Base], Any]]:
                 (current, a["code"]),
                 (version, (a["code"], int(a["version"]))),
             ]
+        elif ev.event == "SharingRequested":
+            keys += [
+                (SharingRequestRow, hex32(a["id"])),
+                (DepartmentRow, hex32(a["requester"])),
+                (DepartmentRow, hex32(a["owner"])),
+                (CatalogVersionRow, (a["catalog"], int(a["version"]))),
+            ]
+        elif ev.event == "SharingStatusChanged":
+            keys += [
+                (SharingTransitionRow, (ev.tx_hash.lower(), ev.log_index)),
+                (SharingRequestRow, hex32(a["id"])),
+            ]
+        elif ev.event == "DirectoryCreated":
+            keys.append((DirectoryRow, (chain_id, _address(a["directory"]))))
     except (KeyError, TypeError, ValueError):  # malformed args: leave it to the handler's fallback
         pass
     return keys
@@ -322,19 +387,37 @@ def _abi_types() -> dict[str, dict[str, str]]:
     }
 
 
-def _is_wide(event: str, param: str, value: int) -> bool:
-    """True if the integer must be stored as a decimal string: its ABI type is wider than 64 bits
-    (uint256 nonces, deadlines), or — for a parameter the ABI does not know — it does not fit in int64."""
+@cache
+def _arg_kind(event: str, param: str) -> tuple[bool, bool | None]:
+    """(whether the ABI types the parameter ``address``, whether its ABI integer type is wider than 64 bits —
+    None when the ABI does not know the parameter or its type is not an integer type)."""
     abi_type = _abi_types().get(event, {}).get(param)
+    wide = None
     if abi_type is not None:
         match = _INT_TYPE.match(abi_type)
         if match:
-            return int(match.group(1) or 256) > 64
+            wide = int(match.group(1) or 256) > 64
+    return abi_type == "address", wide
+
+
+def _is_wide(event: str, param: str, value: int) -> bool:
+    """True if the integer must be stored as a decimal string: its ABI type is wider than 64 bits
+    (uint256 nonces, deadlines), or — for a parameter the ABI does not know — it does not fit in int64."""
+    wide = _arg_kind(event, param)[1]
+    if wide is not None:
+        return wide
     return not -(2**63) <= value < 2**63
 
 
 def _json_value(event: str, param: str, value: Any) -> Any:
-    if isinstance(value, str) and _abi_types().get(event, {}).get(param) == "address":
+    kind = type(value)  # the decoder's exact types first (same results as the general rules below)
+    if kind is bytes:
+        return "0x" + value.hex()
+    if kind is str:
+        return _address(value) if _arg_kind(event, param)[0] else value
+    if kind is int:
+        return str(value) if _is_wide(event, param, value) else value
+    if isinstance(value, str) and _arg_kind(event, param)[0]:
         return _address(value)
     if isinstance(value, bytes | bytearray):
         return hex32(bytes(value))
@@ -374,19 +457,10 @@ def _authoritative(rows: _Rows, ev: DecodedLog) -> bool:
     directory is given of its home and the jurisdictions above it: it is when recorded in the directory of its
     parent (the root: in its own), in a zero-home directory, or in a directory the index does not know."""
     directory = rows.get(DirectoryRow, (rows.chain_id, _address(ev.address)))
-    if directory is None or directory.home_id == hex32(ZERO32):
+    if directory is None or directory["home_id"] == hex32(ZERO32):
         return True
     parent, jid = hex32(ev.args["parent"]), hex32(ev.args["id"])
-    return directory.home_id == parent or (ev.args["parent"] == ZERO32 and directory.home_id == jid)
-
-
-def _backfill(rows: _Rows, *updates: Any) -> None:
-    """Run ORM ``UPDATE`` statements after flushing what the batch added so far: rows indexed before the row they
-    name (a catalog before its jurisdiction, recorded on another chain) get the names now, so the index does not
-    depend on which chain was indexed first."""
-    rows.session.flush()
-    for statement in updates:
-        rows.session.execute(statement, execution_options={"synchronize_session": "fetch"})
+    return directory["home_id"] == parent or (ev.args["parent"] == ZERO32 and directory["home_id"] == jid)
 
 
 def _jurisdiction_added(rows: _Rows, ev: DecodedLog, _ts: int) -> None:
@@ -396,23 +470,20 @@ def _jurisdiction_added(rows: _Rows, ev: DecodedLog, _ts: int) -> None:
         return
     tier = TIER_NAMES.get(a["tier"], str(a["tier"]))
     rows.add(
-        JurisdictionRow(
-            id=jid,
-            code=a["code"],
-            name=a["name"],
-            tier=tier,
-            parent_id=None if a["parent"] == ZERO32 else hex32(a["parent"]),
-            signer=_address(a["signer"]),
-            tx_hash=ev.tx_hash.lower(),
-            log_index=ev.log_index,
-            block_number=ev.block_number,
-        )
+        JurisdictionRow,
+        {
+            "id": jid,
+            "code": a["code"],
+            "name": a["name"],
+            "tier": tier,
+            "parent_id": None if a["parent"] == ZERO32 else hex32(a["parent"]),
+            "signer": _address(a["signer"]),
+            "tx_hash": ev.tx_hash.lower(),
+            "log_index": ev.log_index,
+            "block_number": ev.block_number,
+        },
     )
-    _backfill(rows, *(
-        update(model).where(model.jurisdiction_id == jid, model.jurisdiction_code.is_(None))
-        .values(jurisdiction_code=a["code"], tier=tier)
-        for model in (CatalogRow, SystemRow)
-    ))
+    rows.jurisdictions_added[jid] = (a["code"], tier)  # catalogs and systems indexed before it get its names
 
 
 def _department_registered(rows: _Rows, ev: DecodedLog, _ts: int) -> None:
@@ -421,28 +492,19 @@ def _department_registered(rows: _Rows, ev: DecodedLog, _ts: int) -> None:
     if rows.get(DepartmentRow, did) is not None:
         return
     rows.add(
-        DepartmentRow(
-            id=did,
-            code=a["code"],
-            name=a["name"],
-            jurisdiction_id=hex32(a["jurisdiction"]),
-            signer=_address(a["signer"]),
-            tx_hash=ev.tx_hash.lower(),
-            log_index=ev.log_index,
-            block_number=ev.block_number,
-        )
+        DepartmentRow,
+        {
+            "id": did,
+            "code": a["code"],
+            "name": a["name"],
+            "jurisdiction_id": hex32(a["jurisdiction"]),
+            "signer": _address(a["signer"]),
+            "tx_hash": ev.tx_hash.lower(),
+            "log_index": ev.log_index,
+            "block_number": ev.block_number,
+        },
     )
-    _backfill(
-        rows,
-        *(update(model).where(model.department_id == did, model.department_code.is_(None))
-          .values(department_code=a["code"]) for model in (CatalogRow, SystemRow)),
-        update(SharingRequestRow)
-        .where(SharingRequestRow.requester_id == did, SharingRequestRow.requester_code.is_(None))
-        .values(requester_code=a["code"]),
-        update(SharingRequestRow)
-        .where(SharingRequestRow.owner_id == did, SharingRequestRow.owner_code.is_(None))
-        .values(owner_code=a["code"]),
-    )
+    rows.departments_added[did] = a["code"]  # catalogs, systems and requests indexed before it get its code
 
 
 def _administrator_set(rows: _Rows, ev: DecodedLog, _ts: int) -> None:
@@ -450,13 +512,13 @@ def _administrator_set(rows: _Rows, ev: DecodedLog, _ts: int) -> None:
     key = (hex32(a["jurisdiction"]), _address(a["account"]))
     row = rows.get(AdministratorRow, key)
     if row is None:
-        row = AdministratorRow(jurisdiction_id=key[0], account=key[1])
-        rows.add(row)
-    row.active = bool(a["active"])
-    row.signer = _address(a["signer"])
-    row.tx_hash = ev.tx_hash.lower()
-    row.log_index = ev.log_index
-    row.block_number = ev.block_number
+        row = rows.add(AdministratorRow, {"jurisdiction_id": key[0], "account": key[1]})
+    row["active"] = bool(a["active"])
+    row["signer"] = _address(a["signer"])
+    row["tx_hash"] = ev.tx_hash.lower()
+    row["log_index"] = ev.log_index
+    row["block_number"] = ev.block_number
+    rows.changed(AdministratorRow, row)
 
 
 def _department_account_set(rows: _Rows, ev: DecodedLog, _ts: int) -> None:
@@ -464,15 +526,15 @@ def _department_account_set(rows: _Rows, ev: DecodedLog, _ts: int) -> None:
     account = _address(a["account"])
     row = rows.get(DepartmentAccountRow, account)
     if row is None:
-        row = DepartmentAccountRow(account=account)
-        rows.add(row)
-    row.department_id = hex32(a["department"])
-    row.jurisdiction_id = hex32(a["jurisdiction"])
-    row.active = bool(a["active"])
-    row.signer = _address(a["signer"])
-    row.tx_hash = ev.tx_hash.lower()
-    row.log_index = ev.log_index
-    row.block_number = ev.block_number
+        row = rows.add(DepartmentAccountRow, {"account": account})
+    row["department_id"] = hex32(a["department"])
+    row["jurisdiction_id"] = hex32(a["jurisdiction"])
+    row["active"] = bool(a["active"])
+    row["signer"] = _address(a["signer"])
+    row["tx_hash"] = ev.tx_hash.lower()
+    row["log_index"] = ev.log_index
+    row["block_number"] = ev.block_number
+    rows.changed(DepartmentAccountRow, row)
 
 
 # ---------------------------------------------------------------------------------------- records
@@ -519,27 +581,67 @@ def check_record(
         return None, f"record is not a valid {model.__name__}: {_short_validation_error(exc)}"[:_MAX_REASON]
     except Exception as exc:  # a validator tripping over odd input must not stop the indexer
         return None, f"record is not a valid {model.__name__}: {exc}"[:_MAX_REASON]
-    if canonical_bytes(parsed) != raw:
+    if not _is_canonical(parsed, raw):
         return None, "record bytes are not the canonical JSON (RFC 8785) of the record"
     if getattr(parsed, "code", None) != code:
         return None, f"record code {getattr(parsed, 'code', None)!r} differs from the event's code {code!r}"
     record_jurisdiction = str(getattr(parsed, "jurisdiction", ""))
-    if code_id(record_jurisdiction) != jurisdiction:
+    if _code_id(record_jurisdiction) != jurisdiction:
         return None, (
             f"record jurisdiction {record_jurisdiction!r} does not hash to the event's jurisdiction "
             f"{hex32(jurisdiction)}"
         )
     owner = str(getattr(parsed, owner_field, ""))
-    if code_id(owner) != department:
+    if _code_id(owner) != department:
         return None, f"record {owner_field} {owner!r} does not hash to the event's department {hex32(department)}"
     if source_system is not None:
         named = getattr(parsed, "source_system", None)
-        expected = code_id(named) if named else ZERO32
+        expected = _code_id(named) if named else ZERO32
         if expected != source_system:
             return None, (
                 f"record source_system {named!r} does not match the event's sourceSystem {hex32(source_system)}"
             )
     return parsed, None
+
+
+#: :func:`registry.canonical.code_id`, remembered: the same jurisdictions and departments recur in every record.
+_code_id = lru_cache(maxsize=16384)(code_id)
+_SAFE_INT = 2**53 - 1
+
+
+def _is_canonical(parsed: BaseModel | dict[str, Any], raw: bytes) -> bool:
+    """Whether ``raw`` is :func:`registry.canonical.canonical_bytes` of ``parsed`` (RFC 8785), and raises what it
+    raises.
+
+    RFC 8785 and :func:`json.dumps` (sorted keys, no whitespace, UTF-8 kept) write the same text for a JSON value
+    made only of objects with ASCII keys (the two key orders then agree), arrays, strings, booleans, nulls and
+    integers of at most 53 bits (they escape the same characters the same way), so such a value — every valid
+    record — is written with the fast C encoder; any other value (floats, wider integers, non-ASCII keys, strings
+    that are not UTF-8-encodable) goes to the RFC 8785 encoder itself.
+    """
+    data = record_json(parsed) if isinstance(parsed, BaseModel) else parsed
+    if _plain_json(data):
+        try:
+            text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates: let the RFC 8785 encoder refuse them as it does
+            pass
+        else:
+            return text == raw
+    return canonical_bytes(data) == raw
+
+
+def _plain_json(value: Any) -> bool:
+    """True for a JSON value on which :func:`json.dumps` and RFC 8785 agree (see :func:`_is_canonical`)."""
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return True
+    if kind is int:
+        return -_SAFE_INT <= value <= _SAFE_INT
+    if kind is dict:
+        return all(type(k) is str and k.isascii() and _plain_json(v) for k, v in value.items())
+    if kind is list:
+        return all(_plain_json(v) for v in value)
+    return False
 
 
 def _sharing_terms_reason(parsed: Any, args: dict[str, Any]) -> str | None:
@@ -558,44 +660,44 @@ def _directory_names(rows: _Rows, jurisdiction: bytes, department: bytes) -> tup
     """(jurisdiction code, tier, department code) of the event's ids, None where not indexed."""
     j = rows.get(JurisdictionRow, hex32(jurisdiction))
     d = rows.get(DepartmentRow, hex32(department))
-    return (j.code if j else None, j.tier if j else None, d.code if d else None)
+    return (j["code"] if j else None, j["tier"] if j else None, d["code"] if d else None)
 
 
-def _catalog_row(rows: _Rows, ev: DecodedLog, timestamp: int, status: str) -> CatalogRow:
+def _catalog_row(rows: _Rows, ev: DecodedLog, timestamp: int, status: str) -> Row:
     """The current-state row of the event's catalog (created if new), with the chain-side columns set."""
     a = ev.args
     names = _directory_names(rows, a["jurisdiction"], a["department"])
     row = rows.get(CatalogRow, a["code"])
     if row is None:
-        row = CatalogRow(code=a["code"], code_hash=hex32(a["codeHash"]))
-    row.jurisdiction_id = hex32(a["jurisdiction"])
-    row.department_id = hex32(a["department"])
-    row.jurisdiction_code, row.tier, row.department_code = names
-    row.status = status
-    row.latest_version = int(a["version"])
-    row.tx_hash = ev.tx_hash.lower()
-    row.block_number = ev.block_number
-    row.updated_at = timestamp
-    rows.add(row)
+        row = rows.add(CatalogRow, {"code": a["code"], "code_hash": hex32(a["codeHash"])})
+    row["jurisdiction_id"] = hex32(a["jurisdiction"])
+    row["department_id"] = hex32(a["department"])
+    row["jurisdiction_code"], row["tier"], row["department_code"] = names
+    row["status"] = status
+    row["latest_version"] = int(a["version"])
+    row["tx_hash"] = ev.tx_hash.lower()
+    row["block_number"] = ev.block_number
+    row["updated_at"] = timestamp
+    rows.changed(CatalogRow, row)
     return row
 
 
-def _system_row(rows: _Rows, ev: DecodedLog, timestamp: int, lifecycle: str) -> SystemRow:
+def _system_row(rows: _Rows, ev: DecodedLog, timestamp: int, lifecycle: str) -> Row:
     """The current-state row of the event's system (created if new), with the chain-side columns set."""
     a = ev.args
     names = _directory_names(rows, a["jurisdiction"], a["department"])
     row = rows.get(SystemRow, a["code"])
     if row is None:
-        row = SystemRow(code=a["code"], code_hash=hex32(a["codeHash"]))
-    row.jurisdiction_id = hex32(a["jurisdiction"])
-    row.department_id = hex32(a["department"])
-    row.jurisdiction_code, row.tier, row.department_code = names
-    row.lifecycle = lifecycle
-    row.latest_version = int(a["version"])
-    row.tx_hash = ev.tx_hash.lower()
-    row.block_number = ev.block_number
-    row.updated_at = timestamp
-    rows.add(row)
+        row = rows.add(SystemRow, {"code": a["code"], "code_hash": hex32(a["codeHash"])})
+    row["jurisdiction_id"] = hex32(a["jurisdiction"])
+    row["department_id"] = hex32(a["department"])
+    row["jurisdiction_code"], row["tier"], row["department_code"] = names
+    row["lifecycle"] = lifecycle
+    row["latest_version"] = int(a["version"])
+    row["tx_hash"] = ev.tx_hash.lower()
+    row["block_number"] = ev.block_number
+    row["updated_at"] = timestamp
+    rows.changed(SystemRow, row)
     return row
 
 
@@ -634,37 +736,32 @@ def _catalog_version(rows: _Rows, ev: DecodedLog, timestamp: int) -> None:
     raw = bytes(a["record"])
     parsed, reason = check_catalog_version(a)
     row = _catalog_row(rows, ev, timestamp, "active")
-    row.latest_digest = hex32(a["digest"])
+    row["latest_digest"] = hex32(a["digest"])
     if parsed is not None:
         record: CatalogRecord = parsed
-        row.name = record.name
-        row.provider = record.provider
-        row.share_type = record.share_type.value
-        row.open_type = record.open_type.value
-        row.update_frequency = record.update_frequency.value
-        row.source_system = record.source_system
-        row.record_version = int(a["version"])
-        row.record = raw.decode("utf-8")
-        row.search_text = "\n".join(
+        row["name"] = record.name
+        row["provider"] = record.provider
+        row["share_type"] = record.share_type.value
+        row["open_type"] = record.open_type.value
+        row["update_frequency"] = record.update_frequency.value
+        row["source_system"] = record.source_system
+        row["record_version"] = int(a["version"])
+        row["record"] = raw.decode("utf-8")
+        row["search_text"] = "\n".join(
             [record.name, record.summary, record.provider, *(item.name for item in record.data_items)]
         )
     rows.add(
-        CatalogVersionRow(
+        CatalogVersionRow,
+        {
             **_version_fields(ev, timestamp, rows.chain_id),
-            action="register" if int(a["version"]) == 1 else "update",
-            digest=hex32(a["digest"]),
-            valid=reason is None,
-            invalid_reason=reason,
-        )
+            "action": "register" if int(a["version"]) == 1 else "update",
+            "digest": hex32(a["digest"]),
+            "valid": reason is None,
+            "invalid_reason": reason,
+        },
     )
     if parsed is not None:  # requests for this version indexed before it (recorded on another chain) get their names
-        _backfill(rows)
-        waiting = rows.session.scalars(select(SharingRequestRow).where(
-            SharingRequestRow.catalog_code == a["code"], SharingRequestRow.catalog_version == int(a["version"]),
-            SharingRequestRow.items.is_(None)))
-        for request in waiting:
-            names = item_names(raw.decode("utf-8"), int(request.items_mask))
-            request.items = None if names is None else json.dumps(names, ensure_ascii=False)
+        rows.valid_versions[(a["code"], int(a["version"]))] = raw.decode("utf-8")
 
 
 def _catalog_retired(rows: _Rows, ev: DecodedLog, timestamp: int) -> None:
@@ -673,13 +770,14 @@ def _catalog_retired(rows: _Rows, ev: DecodedLog, timestamp: int) -> None:
         return
     _catalog_row(rows, ev, timestamp, "retired")
     rows.add(
-        CatalogVersionRow(
+        CatalogVersionRow,
+        {
             **_version_fields(ev, timestamp, rows.chain_id),
-            action="retire",
-            digest=None,
-            valid=True,
-            invalid_reason=None,
-        )
+            "action": "retire",
+            "digest": None,
+            "valid": True,
+            "invalid_reason": None,
+        },
     )
 
 
@@ -698,23 +796,26 @@ def _system_version(rows: _Rows, ev: DecodedLog, timestamp: int) -> None:
     )
     reason = _digest_reason(raw, a["digest"]) or reason
     row = _system_row(rows, ev, timestamp, "active")
-    row.latest_digest = hex32(a["digest"])
+    row["latest_digest"] = hex32(a["digest"])
     if reason is None:
         record: SystemRecord = parsed
-        row.name = record.name
-        row.owner = record.owner
-        row.status = record.status.value
-        row.record_version = int(a["version"])
-        row.record = raw.decode("utf-8")
-        row.search_text = "\n".join(t for t in (record.name, record.summary, record.owner, record.programme) if t)
-    rows.add(
-        SystemVersionRow(
-            **_version_fields(ev, timestamp, rows.chain_id),
-            action="register" if int(a["version"]) == 1 else "update",
-            digest=hex32(a["digest"]),
-            valid=reason is None,
-            invalid_reason=reason,
+        row["name"] = record.name
+        row["owner"] = record.owner
+        row["status"] = record.status.value
+        row["record_version"] = int(a["version"])
+        row["record"] = raw.decode("utf-8")
+        row["search_text"] = "\n".join(
+            t for t in (record.name, record.summary, record.owner, record.programme) if t
         )
+    rows.add(
+        SystemVersionRow,
+        {
+            **_version_fields(ev, timestamp, rows.chain_id),
+            "action": "register" if int(a["version"]) == 1 else "update",
+            "digest": hex32(a["digest"]),
+            "valid": reason is None,
+            "invalid_reason": reason,
+        },
     )
 
 
@@ -724,13 +825,14 @@ def _system_retired(rows: _Rows, ev: DecodedLog, timestamp: int) -> None:
         return
     _system_row(rows, ev, timestamp, "retired")
     rows.add(
-        SystemVersionRow(
+        SystemVersionRow,
+        {
             **_version_fields(ev, timestamp, rows.chain_id),
-            action="retire",
-            digest=None,
-            valid=True,
-            invalid_reason=None,
-        )
+            "action": "retire",
+            "digest": None,
+            "valid": True,
+            "invalid_reason": None,
+        },
     )
 
 
@@ -806,40 +908,41 @@ def _sharing_requested(rows: _Rows, ev: DecodedLog, timestamp: int) -> None:
     requester = rows.get(DepartmentRow, hex32(a["requester"]))
     owner = rows.get(DepartmentRow, hex32(a["owner"]))
     version_row = rows.get(CatalogVersionRow, (code, version))
-    record = version_row.record if version_row is not None and version_row.valid else None
+    record = version_row["record"] if version_row is not None and version_row["valid"] else None
     names = item_names(record, mask)
     rows.add(
-        SharingRequestRow(
-            id=rid,
-            catalog_code=code,
-            catalog_hash=hex32(a["catalogHash"]),
-            catalog_version=version,
-            requester_id=hex32(a["requester"]),
-            requester_code=requester.code if requester else None,
-            owner_id=hex32(a["owner"]),
-            owner_code=owner.code if owner else None,
-            items_mask=str(mask),
-            items=None if names is None else json.dumps(names, ensure_ascii=False),
-            purpose=a["purpose"],
-            basis=a["basis"],
-            start=_clamp64(a["start"]),
-            end=_clamp64(a["end"]),
-            status="requested",
-            requested_at=timestamp,
-            granted_at=None,
-            decided_at=None,
-            ended_at=None,
-            reason=None,
-            signer=_address(a["signer"]),
-            nonce=str(int(a["nonce"])),
-            deadline=str(int(a["deadline"])),
-            signature=hex32(a["signature"]),
-            chain_id=rows.chain_id,
-            directory=_address(ev.address),
-            tx_hash=ev.tx_hash.lower(),
-            log_index=ev.log_index,
-            block_number=ev.block_number,
-        )
+        SharingRequestRow,
+        {
+            "id": rid,
+            "catalog_code": code,
+            "catalog_hash": hex32(a["catalogHash"]),
+            "catalog_version": version,
+            "requester_id": hex32(a["requester"]),
+            "requester_code": requester["code"] if requester else None,
+            "owner_id": hex32(a["owner"]),
+            "owner_code": owner["code"] if owner else None,
+            "items_mask": str(mask),
+            "items": None if names is None else json.dumps(names, ensure_ascii=False),
+            "purpose": a["purpose"],
+            "basis": a["basis"],
+            "start": _clamp64(a["start"]),
+            "end": _clamp64(a["end"]),
+            "status": "requested",
+            "requested_at": timestamp,
+            "granted_at": None,
+            "decided_at": None,
+            "ended_at": None,
+            "reason": None,
+            "signer": _address(a["signer"]),
+            "nonce": str(int(a["nonce"])),
+            "deadline": str(int(a["deadline"])),
+            "signature": hex32(a["signature"]),
+            "chain_id": rows.chain_id,
+            "directory": _address(ev.address),
+            "tx_hash": ev.tx_hash.lower(),
+            "log_index": ev.log_index,
+            "block_number": ev.block_number,
+        },
     )
 
 
@@ -850,35 +953,37 @@ def _sharing_status_changed(rows: _Rows, ev: DecodedLog, timestamp: int) -> None
         return
     to = sharing_status_name(int(a["to"]))
     rows.add(
-        SharingTransitionRow(
-            tx_hash=key[0],
-            log_index=key[1],
-            request_id=hex32(a["id"]),
-            from_status=sharing_status_name(int(a["from"])),
-            to_status=to,
-            reason=a["reason"],
-            signer=_address(a["signer"]),
-            nonce=str(int(a["nonce"])),
-            deadline=str(int(a["deadline"])),
-            signature=hex32(a["signature"]),
-            chain_id=rows.chain_id,
-            directory=_address(ev.address),
-            block_number=ev.block_number,
-            block_timestamp=timestamp,
-        )
+        SharingTransitionRow,
+        {
+            "tx_hash": key[0],
+            "log_index": key[1],
+            "request_id": hex32(a["id"]),
+            "from_status": sharing_status_name(int(a["from"])),
+            "to_status": to,
+            "reason": a["reason"],
+            "signer": _address(a["signer"]),
+            "nonce": str(int(a["nonce"])),
+            "deadline": str(int(a["deadline"])),
+            "signature": hex32(a["signature"]),
+            "chain_id": rows.chain_id,
+            "directory": _address(ev.address),
+            "block_number": ev.block_number,
+            "block_timestamp": timestamp,
+        },
     )
     request = rows.get(SharingRequestRow, hex32(a["id"]))
     if request is None:  # the index started after the request: keep the transition only
         return
-    request.status = to
-    request.reason = a["reason"]
+    request["status"] = to
+    request["reason"] = a["reason"]
     if to == "granted":
-        request.granted_at = timestamp
-        request.decided_at = timestamp
+        request["granted_at"] = timestamp
+        request["decided_at"] = timestamp
     elif to in ("rejected", "refused"):
-        request.decided_at = timestamp
+        request["decided_at"] = timestamp
     elif to in ("revoked", "expired"):
-        request.ended_at = timestamp
+        request["ended_at"] = timestamp
+    rows.changed(SharingRequestRow, request)
 
 
 def _directory_created(rows: _Rows, ev: DecodedLog, _ts: int) -> None:
@@ -887,16 +992,17 @@ def _directory_created(rows: _Rows, ev: DecodedLog, _ts: int) -> None:
     if rows.get(DirectoryRow, key) is not None:
         return
     rows.add(
-        DirectoryRow(
-            chain_id=key[0],
-            address=key[1],
-            home_id=hex32(a["home"]),
-            factory=_address(ev.address),
-            creator=_address(a["creator"]),
-            tx_hash=ev.tx_hash.lower(),
-            log_index=ev.log_index,
-            block_number=ev.block_number,
-        )
+        DirectoryRow,
+        {
+            "chain_id": key[0],
+            "address": key[1],
+            "home_id": hex32(a["home"]),
+            "factory": _address(ev.address),
+            "creator": _address(a["creator"]),
+            "tx_hash": ev.tx_hash.lower(),
+            "log_index": ev.log_index,
+            "block_number": ev.block_number,
+        },
     )
 
 

@@ -50,7 +50,7 @@ from chain.relay import (
     relay_items,
 )
 from chain.rpc import RpcError
-from chain.sender import Receipt
+from chain.sender import Receipt, TxSender
 from registry.db import RelayCheckpoint, RelayFailure
 from registry.errors import RegistryError, ReorgDetected
 
@@ -69,6 +69,11 @@ Progress = Callable[[int, int], None]
 
 class RelayConfigError(RegistryError):
     """The parent directory does not authorise this job's relayer for the child (see ``setChild``)."""
+
+
+class RelayNotRegistered(RelayConfigError):
+    """The parent directory has no relayer for the child yet: ``setChild`` has not been mined (a directory just
+    made is indexed before its registration at the parent is)."""
 
 
 class FailedItem(NamedTuple):
@@ -128,6 +133,20 @@ class _Checkpoint:
     block_timestamp: int
 
 
+def settle_sender(sender: TxSender) -> None:
+    """Wait for the transactions of ``sender`` that an earlier pass left unsettled in its journal (a crash, a
+    receipt timeout): reconcile them by hash and wait for those still pending or rebroadcast, so a pass starts
+    from what is mined (their origins then count as held). A reverted one is logged, not raised."""
+    if not any(e.sender == sender.address for e in sender.journal.unsettled()):
+        return
+    for tx_hash, outcome in sender.reconcile().items():
+        if outcome in ("pending", "rebroadcast"):
+            try:
+                sender.wait(tx_hash)
+            except TransactionFailed:
+                log.warning("relay transaction %s left by an earlier pass reverted", tx_hash)
+
+
 class RelayJob:
     """Relays child directory ``directory`` on chain ``chain_id`` to ``parent``.
 
@@ -145,6 +164,10 @@ class RelayJob:
     is not registered at the parent yet; it registers it (``setChild``) if it can and says whether it did. The
     items before the refused one are relayed first (they may add the origin's home jurisdiction), then the item
     is tried again. Asked once per origin directory and pass.
+
+    ``settle_journal``: settle the relayer's unsettled transactions at the start of every pass (step 2). A caller
+    running several jobs of one relayer at once passes False and calls :func:`settle_sender` itself between
+    rounds: a job would otherwise wait for another job's transaction in flight.
     """
 
     def __init__(
@@ -162,6 +185,7 @@ class RelayJob:
         max_gas: int = 60_000_000,
         start_block: int = 0,
         attach: Callable[[int, str], bool] | None = None,
+        settle_journal: bool = True,
     ) -> None:
         if confirmations < 0 or max_range < 1 or batch_size < 1 or start_block < 0:
             raise ValueError(
@@ -185,6 +209,7 @@ class RelayJob:
         self.max_gas = max_gas
         self.start_block = start_block
         self.attach = attach
+        self.settle_journal = settle_journal
         self._attach_asked: set[tuple[int, str]] = set()
         self.child = DirectoryClient(fetcher.rpc, self.directory, chain_id)
         self._scope: JurisdictionScope | None = None
@@ -244,7 +269,8 @@ class RelayJob:
         self._failed_txs = 0
         self._attach_asked.clear()
         self._check_authorised()
-        self._settle_journal()
+        if self.settle_journal:
+            settle_sender(self.sender)
         stored = self._stored()
         head = self.fetcher.head()
         if stored is not None:
@@ -291,7 +317,7 @@ class RelayJob:
         report = SyncReport()
         self._failed_txs = 0
         self._check_authorised()
-        self._settle_journal()
+        settle_sender(self.sender)
         head = self.fetcher.head()
         if from_block < 0 or to_block < from_block or to_block > head - self.confirmations:
             raise ValueError(f"expected 0 <= from_block <= to_block <= {head - self.confirmations} (head − "
@@ -348,22 +374,14 @@ class RelayJob:
 
     def _check_authorised(self) -> None:
         _home, relayer = self.parent.view("child", self.chain_id, self.directory)
+        if int(relayer, 16) == 0:
+            raise RelayNotRegistered(f"child {self.directory} (chain {self.chain_id}) is not registered at parent "
+                                     f"{self.parent.address} (chain {self.parent.chain_id}) yet")
         if to_checksum_address(relayer) != self.sender.address:
             raise RelayConfigError(
                 f"parent {self.parent.address} (chain {self.parent.chain_id}) authorises {relayer} to relay child "
                 f"{self.directory} (chain {self.chain_id}), not this job's relayer {self.sender.address}"
             )
-
-    def _settle_journal(self) -> None:
-        """Wait for the relayer's transactions a crashed pass left unsettled (their origins then count as held)."""
-        if not any(e.sender == self.sender.address for e in self.sender.journal.unsettled()):
-            return
-        for tx_hash, outcome in self.sender.reconcile().items():
-            if outcome in ("pending", "rebroadcast"):
-                try:
-                    self.sender.wait(tx_hash)
-                except TransactionFailed:
-                    log.warning("relay transaction %s left by an earlier pass reverted", tx_hash)
 
     def _check_on_chain(self, stored: _Checkpoint, head: int) -> None:
         if stored.block_number > head:

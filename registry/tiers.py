@@ -1,17 +1,23 @@
 """The service's tier sync: one relay job (:class:`registry.sync.RelayJob`) per child directory, street →
-district → city, run in rounds by one thread.
+district → city, run in rounds.
 
 The children are read from the index (the factory's ``DirectoryCreated`` events for the service's relayer):
 every directory whose home has a parent jurisdiction is relayed to its parent's directory, streets before
-districts in each round, so a street record usually reaches the city in one round. The lag of each child (in
-blocks and seconds of its chain, see :meth:`RelayJob.lag`) after its latest pass is kept for ``dirchain
-status``, ``GET /health`` and ``GET /metrics``.
+districts in each round, so a street record usually reaches the city in one round. Within a tier the children's
+passes run in a pool of ``workers`` threads: each pass has at most one ``relay`` transaction in flight, so the
+pool keeps up to ``workers`` in flight (children of one tier never depend on each other: each relays its own
+origins, and a district's copies of its streets' records were relayed in the street phase before).
+
+The lag of each child (in blocks and seconds of its chain, see :meth:`RelayJob.lag`) after its latest pass is
+kept for ``dirchain status``, ``GET /health`` and ``GET /metrics``.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -23,7 +29,7 @@ from chain.logs import LogFetcher
 from registry.db import DirectoryRow, JurisdictionRow
 from registry.directories import Directories, TierChain
 from registry.errors import ReorgDetected
-from registry.sync import RelayJob
+from registry.sync import RelayJob, RelayNotRegistered, settle_sender
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +69,9 @@ class _Child:
 @dataclass
 class TierSync:
     """Relays every child directory of ``directories`` to its parent, state in ``sessions``; ``interval_s``:
-    seconds between rounds once caught up; ``batch_size``: most items per ``relay`` transaction. Counters:
-    ``rounds`` completed, relay ``passes`` run, items ``relayed``, and ``busy_s`` — seconds spent in passes that
+    seconds between rounds once caught up; ``batch_size``: most items per ``relay`` transaction; ``workers``: most
+    children of one tier passed at once (threads; 1 passes them one after another). Counters:
+    ``rounds`` completed, relay ``passes`` run, items ``relayed``, and ``busy_s`` — wall seconds of the rounds that
     relayed something. A round passes only the children that emitted logs past their checkpoint (one log query
     per chain finds them), have refused items to retry, failed last time, or never ran; a quiet child keeps the
     lag of its latest pass (0 blocks when it was caught up: nothing of it is left to relay)."""
@@ -73,6 +80,7 @@ class TierSync:
     sessions: sessionmaker[Session]
     interval_s: float = 1.0
     batch_size: int = 50
+    workers: int = 8
     rounds: int = 0
     relayed: int = 0
     busy_s: float = 0.0
@@ -118,6 +126,7 @@ class TierSync:
             batch_size=self.batch_size,
             start_block=row.block_number,
             attach=lambda chain_id, address: self.directories.attach(parent, chain_id, address),
+            settle_journal=False,  # settled once per round for all jobs (run_once): they share the relayer
         )
 
     def _scan(self, children: list[_Child]) -> None:
@@ -152,39 +161,55 @@ class TierSync:
                 or child.lag.error is not None)
 
     def run_once(self) -> int:
-        """One round over every child with something to relay (streets first); returns the items relayed. A
-        child whose pass fails keeps its error in its :class:`ChildLag` and does not stop the others."""
+        """One round over every child with something to relay (streets first, each tier's children in parallel);
+        returns the items relayed. A child whose pass fails keeps its error in its :class:`ChildLag` and does not
+        stop the others."""
+        started = time.monotonic()
         self._discover()
         with self._lock:
             children = sorted(self._children.values(), key=lambda c: (_ORDER.get(c.lag.tier, 9), c.lag.jurisdiction))
         self._scan(children)
+        for chain in {c.sync.address: c.sync for c in self.directories.chains.values()}.values():
+            settle_sender(chain)
         added = 0
-        for child in children:
-            if not self._due(child):
+        for rank in sorted({_ORDER.get(c.lag.tier, 9) for c in children}):
+            due = [c for c in children if _ORDER.get(c.lag.tier, 9) == rank and self._due(c)]
+            if len(due) <= 1 or self.workers <= 1:
+                added += sum(self._pass(child) for child in due)
                 continue
-            self.passes += 1
-            try:
-                report = child.job.run_once()
-            except ReorgDetected as exc:
-                child.lag.error = f"reorganisation deeper than the confirmation depth: {exc}"
-                log.critical("relay of %s stopped: %s", child.lag.jurisdiction, exc)
-                continue
-            except Exception as exc:
-                child.lag.error = str(exc)
-                log.warning("relay of %s failed (retried next round): %s", child.lag.jurisdiction, exc)
-                continue
-            added += report.added
-            if report.added:
-                self.busy_s += report.elapsed_s
-            child.lag.head = report.head
-            child.lag.blocks, child.lag.seconds = report.lag_blocks, report.lag_seconds
-            child.checkpoint = report.checkpoint[0] if report.checkpoint is not None else child.job.start_block - 1
-            child.lag.relayed += report.added
-            child.lag.failing = len(child.job.failures())
-            child.lag.error = None
+            with ThreadPoolExecutor(max_workers=min(self.workers, len(due)), thread_name_prefix="relay") as pool:
+                added += sum(pool.map(self._pass, due))
         self.rounds += 1
         self.relayed += added
+        if added:
+            self.busy_s += time.monotonic() - started
         return added
+
+    def _pass(self, child: _Child) -> int:
+        """One pass of ``child``'s job; its lag updated; returns the items relayed (0 when the pass failed)."""
+        with self._lock:
+            self.passes += 1
+        try:
+            report = child.job.run_once()
+        except RelayNotRegistered as exc:  # made a moment ago; its setChild is on its way (retried next round)
+            child.lag.error = str(exc)
+            log.debug("relay of %s waits: %s", child.lag.jurisdiction, exc)
+            return 0
+        except ReorgDetected as exc:
+            child.lag.error = f"reorganisation deeper than the confirmation depth: {exc}"
+            log.critical("relay of %s stopped: %s", child.lag.jurisdiction, exc)
+            return 0
+        except Exception as exc:
+            child.lag.error = str(exc)
+            log.warning("relay of %s failed (retried next round): %s", child.lag.jurisdiction, exc)
+            return 0
+        child.lag.head = report.head
+        child.lag.blocks, child.lag.seconds = report.lag_blocks, report.lag_seconds
+        child.checkpoint = report.checkpoint[0] if report.checkpoint is not None else child.job.start_block - 1
+        child.lag.relayed += report.added
+        child.lag.failing = len(child.job.failures())
+        child.lag.error = None
+        return report.added
 
     def lags(self) -> list[ChildLag]:
         """Each child's state after its latest pass, lower tiers first."""

@@ -64,7 +64,7 @@ from chain.rpc import Rpc  # noqa: E402
 from chain.sender import TxSender  # noqa: E402
 from dirchain.service import Service, start_service  # noqa: E402
 from dirchain.settings import Settings  # noqa: E402
-from registry import provenance, queries  # noqa: E402
+from registry import queries  # noqa: E402
 from registry.db import make_engine, migrate, session_factory  # noqa: E402
 from registry.generate import SCALES, dumps, generate_directory  # noqa: E402
 from registry.indexer import Indexer, indexer_codec  # noqa: E402
@@ -311,30 +311,72 @@ def run_sync_figures(run: Running, figures: Figures) -> None:
     _say(f"sync: {figures.sync}")
 
 
-def run_audit(run: Running, figures: Figures, requests: int) -> None:
-    """Latency of the audit query (catalog + versions + chain of custody) in process and over HTTP."""
-    with run.service.sessions() as session:
-        codes = [row.code for row in queries.list_catalogs(session, limit=1000)[0]]
-        events = queries.counts(session).get("events", 0)
-    picks = [codes[(i * 7919) % len(codes)] for i in range(requests)]
-    in_process = []
-    for code in picks:
-        t0 = time.perf_counter()
-        with run.service.sessions() as session:
-            queries.get_catalog(session, code)
-            provenance.provenance(session, "catalog", code)
-        in_process.append((time.perf_counter() - t0) * 1000)
-    # 8 clients, each its own process (spawned: no share of this process's GIL or threads)
-    with ProcessPoolExecutor(max_workers=8, mp_context=multiprocessing.get_context("spawn")) as pool:
-        list(pool.map(_audit_client, [run.url] * 8, [picks[:8]] * 8))  # warm up: start the processes
-        started = time.monotonic()
-        shares = list(pool.map(_audit_client, [run.url] * 8, [picks[i::8] for i in range(8)]))
-        wall = time.monotonic() - started
+def run_audit(run: Running, figures: Figures, requests: int, audit_events: int) -> None:
+    """Latency of the audit query (catalog + versions + chain of custody) on a copy of the service's index grown to
+    ``audit_events`` events (``scripts/bench_audit.py``: synthetic events applied through the indexer's store, no
+    chain): in a process of its own, and over HTTP from 8 client processes to the read-only API
+    (``dirchain api --read-only``) with 2 worker processes on that copy."""
+    from bench_audit import audit_latencies, copy_index, sample_codes
+
+    home = run.settings.home
+    where = Path(os.environ.get("DIRCHAIN_BENCH_AUDIT_DIR") or home)  # ~2.3 kB per event: 1M events ≈ 2.3 GB
+    source, grown = where / "audit-source.sqlite", where / "audit-grown.sqlite"
+    copy_index(home / "index.sqlite", source)  # a consistent snapshot of the live index
+    report = where / "audit-growth.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_audit.py"), str(source), str(grown),
+                           "--events", str(audit_events), "--json", str(report)],
+                          capture_output=True, text=True, timeout=4 * 3600)
+    if proc.returncode:
+        raise RuntimeError(f"growing the audit index failed: {proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    growth = json.loads(report.read_text(encoding="utf-8"))
+    source.unlink(missing_ok=True)
+    _say(f"audit index: {growth['method']} from {growth['source_events']:,} real events in {growth['seconds']} s")
+    url = f"sqlite:///{grown}"
+    picks = sample_codes(url, requests)
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:  # the query alone, no service threads
+        in_process = pool.submit(audit_latencies, url, picks).result()
+    port = free_port()
+    env = {**os.environ, "DIRCHAIN_HOME": str(home), "DIRCHAIN_HOST": "127.0.0.1", "DIRCHAIN_PORT": str(port)}
+    api = subprocess.Popen([sys.executable, "-m", "dirchain", "api", "--read-only", "--workers", "2",
+                            "--database-url", url], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    replica = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{replica}/health", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if api.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the read-only API did not start (exit {api.poll()})")
+            time.sleep(0.2)
+        # 8 clients, each its own process (spawned: no share of this process's GIL or threads)
+        with ProcessPoolExecutor(max_workers=8, mp_context=spawn) as pool:
+            list(pool.map(_audit_client, [replica] * 8, [picks[:8]] * 8))  # warm up: start the processes
+            started = time.monotonic()
+            shares = list(pool.map(_audit_client, [replica] * 8, [picks[i::8] for i in range(8)]))
+            wall = time.monotonic() - started
+    finally:
+        api.terminate()
+        try:
+            api.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            api.kill()
+        if where != home:
+            for path in (grown, report, grown.with_name(grown.name + "-wal"), grown.with_name(grown.name + "-shm")):
+                path.unlink(missing_ok=True)
     latencies = [ms for share in shares for ms in share]
     figures.audit = {
-        "indexed_events": events, "requests": requests,
+        "indexed_events": growth["events"], "grown": growth["method"], "real_events": growth["source_events"],
+        "synthetic_events": growth["synthetic_events"], "copies": growth["copies"],
+        "build_s": growth["seconds"], "build_events_per_s": growth["events_per_s"],
+        "build_peak_rss_mib": growth["peak_rss_mib"], "requests": requests,
         "in_process_p50_ms": round(statistics.median(in_process), 2),
         "in_process_p99_ms": round(_percentile(in_process, 0.99), 2),
+        "http_server": "dirchain api --read-only --workers 2", "http_clients": 8,
         "http_p50_ms": round(statistics.median(latencies), 2), "http_p99_ms": round(_percentile(latencies, 0.99), 2),
         "http_rps": round(requests / wall),
     }
@@ -342,7 +384,8 @@ def run_audit(run: Running, figures: Figures, requests: int) -> None:
 
 
 def _audit_client(url: str, codes: list[str]) -> list[float]:
-    """One HTTP client (in its own process): GET each catalog's provenance in turn; latencies in ms."""
+    """One HTTP client (in its own process): GET each catalog's provenance in turn over one keep-alive
+    connection; latencies in ms."""
     out = []
     with httpx.Client(base_url=url, timeout=30) as http:
         for code in codes:
@@ -548,12 +591,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=64, help="concurrent API requests of the loader")
     parser.add_argument("--reference-records", type=int, default=None)
     parser.add_argument("--audit-requests", type=int, default=None)
+    parser.add_argument("--audit-events", type=int, default=None,
+                        help="indexed events to grow the audit index to (default 1,000,000 at beijing, 5,000 else)")
     parser.add_argument("--write", type=Path, default=None, help="write the markdown report to this file")
     parser.add_argument("--json", type=Path, default=None, help="write the figures as JSON to this file")
     args = parser.parse_args(argv)
     big = args.scale == "beijing"
     reference_records = args.reference_records or (2000 if big else 200)
     audit_requests = args.audit_requests or (4000 if big else 400)
+    audit_events = args.audit_events or (1_000_000 if big else 5_000)
     figures = Figures(machine={
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "host": platform.node(),
         "cpus": __import__("os").cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
@@ -572,7 +618,7 @@ def main(argv: list[str] | None = None) -> int:
             run_sync_figures(run, figures)
             run_references(run, figures, reference_records, max(20, reference_records // 20))
             run_gas(run, figures)
-            run_audit(run, figures, audit_requests)
+            run_audit(run, figures, audit_requests, audit_events)
             run_reindex(run, home, figures)
             node = run.service.chains["city"].node
             figures.memory |= {

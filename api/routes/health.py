@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import Services, ServicesDep, SessionDep
+from api.deps import OptionalServicesDep, Services, ServicesDep, SessionDep
 from api.problems import ApiProblem
 from api.schemas import ChainHealth, ChildLagPublic, Health, SubmissionStatus
 from chain import eip712
@@ -27,10 +27,14 @@ def _head(chain: TierChain) -> int | None:
 
 
 @router.get("/health", response_model=Health)
-async def health(services: ServicesDep, session: SessionDep) -> Health:
+async def health(services: OptionalServicesDep, session: SessionDep) -> Health:
     """Per chain: head, indexer cursor and lag (blocks), confirmations; per child directory: its relay lag
     (blocks and seconds of its chain); queued submissions and index counts. The top-level chain fields are the
-    city chain's."""
+    city chain's. On a read-only replica: the index counts alone (``read_only`` true; no chain is asked)."""
+    if services is None:
+        return Health(status="ok", read_only=True, chain_id=None, head=None, cursor=None, lag_blocks=None,
+                      confirmations=None, chains=[], children=[], sync_rounds=0, pending_submissions=0,
+                      counts={**queries.counts(session), **sharing.counts(session)})
     chains = []
     for chain in services.chains:
         head = await run_in_threadpool(_head, chain)

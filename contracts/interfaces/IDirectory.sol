@@ -86,6 +86,8 @@ interface IDirectory {
     ///      `itemCount` restate what the record says, so sharing rules can be enforced on chain; the indexer
     ///      marks a version whose record disagrees with them invalid.
     ///      `sourceSystem` is keccak256 of the producing system's code (zero if none); systems leave it zero.
+    ///      `nonce` is a signed salt and is not spent: the version sequence (each version applies once, as the
+    ///      record's next version in the status its action needs) is what refuses a replay.
     struct RecordSubmission {
         RecordAction action;
         string code;
@@ -198,7 +200,8 @@ interface IDirectory {
     error DirectoryCodeInvalid(string code);
     /// @notice The submission's deadline (unix seconds) is before the block timestamp.
     error SubmissionExpired(uint256 deadline, uint256 timestamp);
-    /// @notice `signer` already used `nonce`: a replayed or duplicated submission.
+    /// @notice `signer` already used `nonce`: a replayed or duplicated submission (jurisdiction, department,
+    ///         account or sharing; catalog and system versions spend no nonce).
     error SubmissionNonceUsed(address signer, uint256 nonce);
 
     /// @notice No jurisdiction has this id.

@@ -75,8 +75,9 @@ library DirectoryTypes {
 
     /// @notice EIP-712 struct hash of a catalog or system submission.
     /// @param kind selects the `Catalog` or the `System` type (systems have no `sourceSystem` member)
+    /// @param codeHash keccak256(s.code), which the caller has already
     /// @param digest keccak256 of the record for register/update, zero for retire
-    function hash(IDirectory.RecordSubmission calldata s, IDirectory.RecordKind kind, bytes32 digest)
+    function hash(IDirectory.RecordSubmission calldata s, IDirectory.RecordKind kind, bytes32 codeHash, bytes32 digest)
         internal
         pure
         returns (bytes32)
@@ -86,7 +87,7 @@ library DirectoryTypes {
                 abi.encode(
                     CATALOG_TYPEHASH,
                     uint8(s.action),
-                    keccak256(bytes(s.code)),
+                    codeHash,
                     s.jurisdiction,
                     s.department,
                     s.version,
@@ -103,7 +104,7 @@ library DirectoryTypes {
             abi.encode(
                 SYSTEM_TYPEHASH,
                 uint8(s.action),
-                keccak256(bytes(s.code)),
+                codeHash,
                 s.jurisdiction,
                 s.department,
                 s.version,

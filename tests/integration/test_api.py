@@ -239,7 +239,8 @@ def test_replayed_signature_is_refused(loaded: tuple[Service, TestClient, LoadSu
     head, total = _head(service), client.get("/catalogs").json()["total"]
     replay = client.post("/catalogs", json=body)
     assert replay.status_code == 409
-    assert replay.json()["error"]["name"] == "SubmissionNonceUsed"
+    # a record version is applied once by its version sequence (no nonce is spent): the replay finds it registered
+    assert replay.json()["error"]["name"] == "RecordStatusInvalid"
     _assert_nothing_written(service, client, head, total)
 
 

@@ -230,7 +230,8 @@ def test_catalog_register_update_retire_events_and_views(world: World) -> None:
     assert c.record_digest(KIND_CATALOG, code, 3) == ZERO32  # a retire version commits no digest
     assert c.record_digest(KIND_CATALOG, code, 2) == keccak(v2.record)
     assert c.record_digest(KIND_CATALOG, code, 4) == ZERO32
-    assert all(c.nonce_used(key.address, m.message["nonce"]) for m in (system_msg, v1, v2, v3))
+    # record versions spend no nonce (their version sequence stops replays): the nonce is a signed salt
+    assert not any(c.nonce_used(key.address, m.message["nonce"]) for m in (system_msg, v1, v2, v3))
     # catalogs and systems are separate registries: the system's code has no catalog
     assert c.record_state(KIND_CATALOG, "SXC0001") == (ZERO32, 0, NONE)
 
@@ -588,32 +589,82 @@ def test_expired_record_is_refused(world: World, primary: str) -> None:
     assert exc.args_by_name["timestamp"] > past
 
 
+#: A replayed version (action, version, the record's history before it) and the error it meets: record
+#: versions spend no nonce, the version sequence refuses the replay.
+REPLAYS = {
+    "register": ("register", 1, [], "RecordStatusInvalid"),
+    "update": ("update", 2, [("register", 1)], "RecordVersionMismatch"),
+    "retire": ("retire", 2, [("register", 1)], "RecordStatusInvalid"),
+}
+#: What the replay's error names: (current, expected) status, or (expected, got) version.
+REPLAY_ARGS = {
+    "register": {"current": ACTIVE, "expected": NONE},
+    "update": {"expected": 3, "got": 2},
+    "retire": {"current": RETIRED, "expected": ACTIVE},
+}
+
+
 @pytest.mark.parametrize("primary", PRIMARIES)
-def test_replayed_record_is_refused(world: World, primary: str) -> None:
+@pytest.mark.parametrize("case", list(REPLAYS))
+def test_replayed_record_is_refused_by_the_version_sequence(world: World, primary: str, case: str) -> None:
     c, key = world.client, world.keys[XC]
-    msg = message(world, primary, "register", 1)
+    action, version, history, error = REPLAYS[case]
+    steps(world, primary, history)
+    msg = message(world, primary, action, version)
     struct = signed(world, XC, msg)
     c.submit_and_wait(primary, [struct])
-    expect_revert(c, primary, [struct], "SubmissionNonceUsed", signer=key.address, nonce=msg.message["nonce"])
-    assert state(world, primary)[1] == 1
-
-
-@pytest.mark.parametrize("primary", PRIMARIES)
-def test_record_twice_in_one_batch_is_refused_and_the_first_copy_undone(world: World, primary: str) -> None:
-    c, key = world.client, world.keys[XC]
-    msg = message(world, primary, "register", 1)
-    struct = signed(world, XC, msg)
-    expect_revert(c, primary, [struct, struct], "SubmissionNonceUsed", signer=key.address, nonce=msg.message["nonce"])
-    assert state(world, primary) == (ZERO32, 0, NONE)
+    before = state(world, primary)
+    assert before[1] == version
+    expect_revert(c, primary, [struct], error, kind=KINDS[primary], code=CODES[primary], **REPLAY_ARGS[case])
+    assert state(world, primary) == before
     assert not c.nonce_used(key.address, msg.message["nonce"])
 
 
-def test_nonce_spent_on_a_system_cannot_sign_a_catalog(world: World) -> None:
+@pytest.mark.parametrize("primary", PRIMARIES)
+@pytest.mark.parametrize("case", list(REPLAYS))
+def test_record_twice_in_one_batch_is_refused_and_the_first_copy_undone(
+    world: World, primary: str, case: str
+) -> None:
     c, key = world.client, world.keys[XC]
-    spent = next_nonce()
-    c.submit_and_wait("System", [resign(c, key, message(world, "System", "register", 1), nonce=spent)])
-    struct = resign(c, key, message(world, "Catalog", "register", 1), nonce=spent)
-    expect_revert(c, "Catalog", [struct], "SubmissionNonceUsed", signer=key.address, nonce=spent)
+    action, version, history, error = REPLAYS[case]
+    steps(world, primary, history)
+    before = state(world, primary)
+    msg = message(world, primary, action, version)
+    struct = signed(world, XC, msg)
+    expect_revert(c, primary, [struct, struct], error, kind=KINDS[primary], code=CODES[primary], **REPLAY_ARGS[case])
+    assert state(world, primary) == before
+    assert c.record_digest(KINDS[primary], CODES[primary], version) == ZERO32
+    assert not c.nonce_used(key.address, msg.message["nonce"])
+
+
+def test_records_signed_with_the_same_nonce_all_apply(world: World) -> None:
+    """A record version's nonce is a signed salt, not spent: two catalogs and a system signed by one key with
+    one nonce all go through (in one batch and in separate ones), and the nonce stays free for a submission
+    that spends nonces (a sharing request of the same key)."""
+    c, key = world.client, world.keys[XC]
+    nonce = next_nonce()
+    system = resign(c, key, message(world, "System", "register", 1), nonce=nonce)
+    (event,) = decoded_events(c, c.submit_and_wait("System", [system]))
+    assert_event(event, "SystemVersionRecorded", nonce=nonce, signer=key.address)
+    codes = ("301001/XC0001", "301001/XC0002", "301001/XC0003")
+    catalogs = [resign(c, key, message(world, "Catalog", "register", 1, code=code), nonce=nonce) for code in codes]
+    events = decoded_events(c, c.submit_and_wait("Catalog", catalogs[:2]))
+    events += decoded_events(c, c.submit_and_wait("Catalog", catalogs[2:]))
+    assert [(e.event, e.args["code"], e.args["nonce"]) for e in events] == [
+        ("CatalogVersionRecorded", code, nonce) for code in codes
+    ]
+    assert [state(world, "Catalog", code) for code in codes] == [(code_id("DXC0001"), 1, ACTIVE)] * 3
+    assert not c.nonce_used(key.address, nonce)
+    # the same key's sharing request with that nonce spends it
+    put(world, XH, message(world, "Catalog", "register", 1, XH, code="301001/XH0001"))
+    t0 = int(time.time())
+    request = sharing_request_message("301001/XH0001", 1, "DXC0001", 0b1, "核对", "依据", t0, t0 + 86_400, nonce,
+                                      deadline())
+    (requested, *_) = decoded_events(c, put(world, XC, request))
+    assert_event(
+        requested, "SharingRequested", id=sharing_request_id(key.address, nonce), owner=code_id("DXC0002"), nonce=nonce
+    )
+    assert c.nonce_used(key.address, nonce)
 
 
 @pytest.mark.parametrize("primary", PRIMARIES)

@@ -703,9 +703,9 @@ def test_relay_of_a_system_and_a_catalog_register_update_retire(t: Tiers) -> Non
         names.append([e.event for e in hop.parent_events])
         assert hop.parent_events[0].args["signer"] == key.address
         assert hop.call[:4] == selector(METHOD_OF[msg.primary])
-        # relayed nonces are spent in the child's nonce space: the parent's own nonce of the signer is unused
+        # record versions spend no nonce, neither in the child nor relayed (the version sequence stops replays)
         assert not parent.nonce_used(key.address, msg.message["nonce"])
-        assert child.nonce_used(key.address, msg.message["nonce"])
+        assert not child.nonce_used(key.address, msg.message["nonce"])
     assert names == [
         ["SystemVersionRecorded", "Relayed"],
         ["CatalogVersionRecorded", "Relayed"],
@@ -723,6 +723,8 @@ def test_relay_of_a_system_and_a_catalog_register_update_retire(t: Tiers) -> Non
 def test_relay_of_a_department_an_administrator_and_a_key_binding(t: Tiers) -> None:
     child, parent, rpc = t.client("yuetan"), t.relayer("yuetan"), t.rpc
     street_admin, clerk = Account.create(), Account.create()
+    # the parent registers a department of its own first, so parent and child number their departments apart
+    submit_local(t.client("xicheng"), t.bureau, department_message(XC_EDU, next_nonce(), far(rpc)))
     # the bureau registers a department of the street and appoints its administrator; that one binds a key
     propagate(child, parent, t.bureau, department_message(YT_SERVICE, next_nonce(), far(rpc)))
     propagate(
@@ -1005,21 +1007,42 @@ def test_same_origin_twice_in_one_batch_is_refused(t: Tiers) -> None:
         assert parent.record_state(KIND_CATALOG, "301001/YT0001")[1] == 0
 
 
-def test_same_submission_under_another_origin_is_refused_by_its_nonce(t: Tiers) -> None:
-    child, parent, rpc = t.client("yuetan"), t.relayer("yuetan"), t.rpc
-    msg = register(catalog_of(YT), rpc)
-    hop = propagate(child, parent, t.keys[YT], msg)
+@pytest.mark.parametrize("version", [1, 2])
+def test_same_record_under_another_origin_is_refused_by_the_version_sequence(t: Tiers, version: int) -> None:
+    """A relayed record version spends no nonce: relayed again under another origin key (made up, or the next log
+    of the transaction) it meets the record it already made — register: RecordStatusInvalid; update:
+    RecordVersionMismatch — and writes nothing."""
+    child, parent, rpc, key = t.client("yuetan"), t.relayer("yuetan"), t.rpc, t.keys[YT]
+    code = "301001/YT0001"
+    if version == 2:
+        propagate(child, parent, key, register(catalog_of(YT), rpc))
+    msg = register(catalog_of(YT, summary="困难家庭救助对象信息（修订）"), rpc, version=version)
+    hop = propagate(child, parent, key, msg)
+    before = parent.view("record", KIND_CATALOG, code)
+    errors = {
+        1: ("RecordStatusInvalid", {"current": ACTIVE, "expected": 0}),
+        2: ("RecordVersionMismatch", {"expected": 3, "got": 2}),
+    }
+    error, args = errors[version]
     for other in (invented_origin(t, "yuetan"), (*hop.origin[:5], hop.origin[5] + 1)):
         assert origin_key(other) != origin_key(hop.origin)
-        expect_call_revert(
-            parent,
-            "relay",
-            [[other], [hop.call]],
-            "SubmissionNonceUsed",
-            signer=t.keys[YT].address,
-            nonce=msg.message["nonce"],
-        )
+        expect_call_revert(parent, "relay", [[other], [hop.call]], error, kind=KIND_CATALOG, code=code, **args)
         assert not relayed(parent, other)
+    assert parent.view("record", KIND_CATALOG, code) == before
+    assert before[0][:3] == (code_id("DYT0001"), version, ACTIVE)
+    assert not parent.nonce_used(key.address, msg.message["nonce"])
+
+
+def test_records_signed_with_one_nonce_relay_and_apply(t: Tiers) -> None:
+    """Two catalogs of the child signed with the same nonce both apply in the child and both relay."""
+    child, parent, rpc, key, nonce = t.client("yuetan"), t.relayer("yuetan"), t.rpc, t.keys[YT], next_nonce()
+    codes = ("301001/YT0001", "301001/YT0002")
+    for code in codes:
+        msg = record_message(catalog_of(YT, code), "register", 1, nonce, far(rpc))
+        hop = propagate(child, parent, key, msg)
+        assert_event(hop.parent_events[0], "CatalogVersionRecorded", code=code, nonce=nonce, signer=key.address)
+    for code in codes:
+        assert same(child, parent, "record", KIND_CATALOG, code)[0][:3] == (code_id("DYT0001"), 1, ACTIVE)
 
 
 def _two_submissions(t: Tiers) -> list[tuple[Any, ...]]:

@@ -767,15 +767,22 @@ def test_same_request_twice_in_one_batch_is_refused_and_the_first_copy_undone(wo
     assert not c.nonce_used(key.address, msg.message["nonce"])
 
 
-def test_nonce_spent_on_a_catalog_cannot_sign_a_decision(world: World) -> None:
-    """Nonces are per signer across all submission types."""
-    c = world.client
+def test_nonce_spent_on_a_revocation_cannot_sign_a_decision(world: World) -> None:
+    """Nonces are per signer across the submission types that spend them; a catalog version spends none (its
+    version sequence stops replays), so its nonce stays free."""
+    c, owner = world.client, world.keys[XC].address
     request, _ = ask(world, COND)
+    grant, _ = ask(world, UNCOND)  # granted at once
     spent = next_nonce()
     catalog = catalog_message(world, "301001/XC0198")
     put(world, XC, Message("Catalog", {**catalog.message, "nonce": spent}, catalog.record))
+    assert not c.nonce_used(owner, spent)
+    revocation = revocation_message(world, grant)
+    put(world, XC, Message("SharingRevocation", {**revocation.message, "nonce": spent}))
+    assert status(world, grant) == REVOKED and c.nonce_used(owner, spent)
     struct = resign(c, world.keys[XC], decision_message(world, request), nonce=spent)
-    expect_revert(c, "SharingDecision", [struct], "SubmissionNonceUsed", signer=world.keys[XC].address, nonce=spent)
+    expect_revert(c, "SharingDecision", [struct], "SubmissionNonceUsed", signer=owner, nonce=spent)
+    assert status(world, request) == REQUESTED
 
 
 @pytest.mark.parametrize("primary", METHODS)

@@ -791,3 +791,97 @@ def test_scenario_full_replay_shape() -> None:
     assert len(versions) == 5 and len(dump["system_versions"]) == 3
     valid_col = [c.name for c in Base.metadata.tables["catalog_versions"].columns].index("valid")
     assert not versions[("301001/XC0001", 2)][valid_col] and versions[("301001/XC0001", 3)][valid_col]
+
+
+# ---------------------------------------------------------------------------------------- fast paths
+
+
+def test_catalog_named_before_its_jurisdiction_and_department_gets_the_names(session: Session) -> None:
+    """Back-fills: a catalog indexed before its jurisdiction and department (recorded on another chain) gets their
+    names when they arrive — in a later batch (an ORM object the session holds reads the new values) or later in
+    the same batch."""
+    c = Chain()
+    c.next_block()
+    first = catalog()
+    apply_events(session, [(ev, timestamp_of(ev.block_number))
+                           for ev in [record_event(c, "Catalog", first.code, 1, canonical_bytes(first))]],
+                 chain_id=CHAIN_ID)
+    row = session.get(CatalogRow, first.code)
+    assert row is not None and (row.jurisdiction_code, row.tier, row.department_code) == (None, None, None)
+    second = catalog(code="301001/XC0002")
+    c.next_block()
+    evs = [record_event(c, "Catalog", second.code, 1, canonical_bytes(second)), *world_events(c)]
+    assert apply_events(session, [(ev, timestamp_of(ev.block_number)) for ev in evs], chain_id=CHAIN_ID) == len(evs)
+    assert (row.jurisdiction_code, row.tier, row.department_code) == (XICHENG, "district", XC_CIVIL)
+    again = session.get(CatalogRow, second.code)
+    assert again is not None and (again.jurisdiction_code, again.department_code) == (XICHENG, XC_CIVIL)
+
+
+_DECODER_TYPES = [
+    ["string", "uint32", "bytes32", "bytes32", "uint8", "uint16", "address", "uint256", "uint256", "bytes", "bytes"],
+    ["bool", "address", "uint256"],
+    ["bytes4", "uint64"],
+    ["int256", "string"],  # not read by the fast path: eth_abi answers
+]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_fast_decoder_answers_as_eth_abi(data: st.DataObject) -> None:
+    """The log decoder's fast path returns eth_abi's values for canonical encodings and eth_abi's values or
+    errors for anything else (flipped bytes, truncated or extended data)."""
+    from eth_abi import decode as abi_decode
+    from eth_abi import encode as abi_encode
+
+    from chain.abi import fast_decoder
+
+    types = data.draw(st.sampled_from(_DECODER_TYPES))
+    strategies = {
+        "string": st.text(max_size=40), "bytes": st.binary(max_size=80), "bytes32": st.binary(min_size=32, max_size=32),
+        "bytes4": st.binary(min_size=4, max_size=4), "bool": st.booleans(),
+        "address": st.binary(min_size=20, max_size=20).map(lambda b: "0x" + b.hex()),
+        "int256": st.integers(-(2**255), 2**255 - 1),
+        **{f"uint{n}": st.integers(0, 2**n - 1) for n in (8, 16, 32, 64, 256)},
+    }
+    values = [data.draw(strategies[t]) for t in types]
+    encoded = abi_encode(types, values)
+    variants = [encoded, encoded[:-1], encoded + b"\x00" * 32]
+    for _ in range(4):
+        at = data.draw(st.integers(0, len(encoded) - 1))
+        variants.append(encoded[:at] + bytes([data.draw(st.integers(0, 255))]) + encoded[at + 1 :])
+    decode = fast_decoder(types)
+    for blob in variants:
+        try:
+            expected: Any = ("ok", tuple(abi_decode(types, blob)))
+        except Exception as exc:
+            expected = ("error", type(exc))
+        try:
+            got: Any = ("ok", decode(blob))
+        except Exception as exc:
+            got = ("error", type(exc))
+        assert got == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"b": "x", "a": [1, True, None, "\u0000\u001f\b\f\n\r\t\"\\/\u007f\u2028 中文 😀"]},
+        {"n": 2**53 - 1, "m": -(2**53) + 1},
+        {"n": 2**60},  # beyond RFC 8785's integers: its encoder decides (and refuses)
+        {"f": 1.0, "g": 1e21},  # floats: its encoder decides
+        {"\u00e9": 1, "z": 2, "\U0001f600": 3, "\uff61": 4},  # non-ASCII keys: UTF-16 order
+        {"lone": "\ud800"},  # not UTF-8-encodable: its encoder refuses
+    ],
+)
+def test_canonical_check_agrees_with_rfc8785(value: dict[str, Any]) -> None:
+    from registry.store import _is_canonical
+
+    try:
+        expected: Any = canonical_bytes(value)
+    except ValueError as exc:
+        with pytest.raises(type(exc)):
+            _is_canonical(value, b"")
+        return
+    assert _is_canonical(value, expected)
+    assert not _is_canonical(value, expected + b" ")
+    assert not _is_canonical(value, json.dumps(value, ensure_ascii=False).encode("utf-8"))

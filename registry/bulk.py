@@ -1,0 +1,159 @@
+"""Rows of one batch of index writes, held as plain dicts and written with bulk Core statements.
+
+:class:`RowBatch` is the store's working set while it applies a block range: the rows the range can touch are
+read up front in a few ``IN`` queries, changed in memory, and written at the end with one ``INSERT`` executemany
+per table for the new rows and one ``UPDATE`` executemany per table for the changed ones — no ORM unit of work,
+no per-row flush. It goes through the session's connection, so it joins the caller's transaction and never
+commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Table, bindparam, insert, select, tuple_, update
+from sqlalchemy.orm import Session
+
+from registry.db import Base
+
+#: A row: column name → value (every column of its table present).
+Row = dict[str, Any]
+
+_CHUNK = 500
+
+
+def table_of(model: type[Base]) -> Table:
+    """The :class:`~sqlalchemy.Table` of a model."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+class RowBatch:
+    """The rows of a batch by model and primary key (a value, or a tuple for a composite key).
+
+    :meth:`preload` reads existing rows in bulk; :meth:`get` answers from what was read (None = no such row),
+    falling back to one query for a key the preload did not foresee. :meth:`add` registers a new row,
+    :meth:`changed` marks a row read from the database as modified (rows are dicts, changed in place);
+    :meth:`write` sends it all to the database.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._found: dict[type[Base], dict[Any, Row | None]] = {}
+        self._new: dict[type[Base], dict[Any, Row]] = {}
+        self._dirty: dict[type[Base], dict[Any, Row]] = {}
+        self._meta: dict[type[Base], tuple[Table, list[str], Row]] = {}
+
+    def _info(self, model: type[Base]) -> tuple[Table, list[str], Row]:
+        """(table, primary-key column names, row of nulls) of ``model``."""
+        info = self._meta.get(model)
+        if info is None:
+            table = table_of(model)
+            info = (table, [c.name for c in table.primary_key.columns], dict.fromkeys(table.columns.keys()))
+            self._meta[model] = info
+        return info
+
+    def key_of(self, model: type[Base], row: Row) -> Any:
+        """Primary key of ``row`` (a value, or a tuple for a composite key)."""
+        pk = self._info(model)[1]
+        return row[pk[0]] if len(pk) == 1 else tuple(row[name] for name in pk)
+
+    # ------------------------------------------------------------------ reading
+
+    def preload(self, model: type[Base], keys: Iterable[Any], *, columns: Iterable[str] | None = None) -> None:
+        """Read the rows of ``model`` with primary keys ``keys`` (those not already known), a chunk per query.
+
+        With ``columns``, reads only those columns (for rows only tested for existence, never changed)."""
+        table, pk, _ = self._info(model)
+        found = self._found.setdefault(model, {})
+        wanted = sorted(key for key in set(keys) if key not in found)
+        for key in wanted:
+            found[key] = None
+        cols = [table.c[name] for name in columns] if columns is not None else list(table.columns)
+        pk_cols = [table.c[name] for name in pk]
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start : start + _CHUNK]
+            where = pk_cols[0].in_(chunk) if len(pk_cols) == 1 else tuple_(*pk_cols).in_(chunk)
+            for mapping in self.session.execute(select(*cols).where(where)).mappings():
+                row = dict(mapping)
+                found[self.key_of(model, row)] = row
+
+    def preload_where(self, model: type[Base], column: str, values: Iterable[Any], *, columns: Iterable[str]) -> None:
+        """Read every row of ``model`` whose ``column`` is one of ``values`` (only ``columns``, which must include
+        the primary key) — e.g. all events of some transactions, by the leading column of their key."""
+        table = self._info(model)[0]
+        found = self._found.setdefault(model, {})
+        cols = [table.c[name] for name in columns]
+        wanted = sorted(set(values))
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start : start + _CHUNK]
+            for mapping in self.session.execute(select(*cols).where(table.c[column].in_(chunk))).mappings():
+                row = dict(mapping)
+                found[self.key_of(model, row)] = row
+
+    def known(self, model: type[Base], keys: Iterable[Any]) -> None:
+        """Record that no row of ``model`` with these keys exists, unless one was read (after a
+        :meth:`preload_where` that covered them)."""
+        found = self._found.setdefault(model, {})
+        for key in keys:
+            found.setdefault(key, None)
+
+    def get(self, model: type[Base], key: Any) -> Row | None:
+        """The row of ``model`` with primary key ``key`` as the batch sees it, or None."""
+        found = self._found.setdefault(model, {})
+        if key in found:
+            return found[key]
+        table, pk, _ = self._info(model)
+        values = key if len(pk) > 1 else (key,)
+        where = [table.c[name] == value for name, value in zip(pk, values, strict=True)]
+        row = self.session.execute(select(table).where(*where)).mappings().first()
+        found[key] = None if row is None else dict(row)
+        return found[key]
+
+    # ------------------------------------------------------------------ writing
+
+    def add(self, model: type[Base], values: Row) -> Row:
+        """Register a new row of ``model`` (columns not in ``values`` are null) and return it."""
+        row = {**self._info(model)[2], **values}
+        key = self.key_of(model, row)
+        self._found.setdefault(model, {})[key] = row
+        self._new.setdefault(model, {})[key] = row
+        return row
+
+    def changed(self, model: type[Base], row: Row) -> None:
+        """Mark ``row`` (returned by :meth:`get`) as modified; a row added in this batch needs no mark."""
+        key = self.key_of(model, row)
+        if key not in self._new.get(model, {}):
+            self._dirty.setdefault(model, {})[key] = row
+
+    def written_models(self) -> set[type[Base]]:
+        """Models with rows inserted or updated by :meth:`write`."""
+        return {m for m, rows in self._new.items() if rows} | {m for m, rows in self._dirty.items() if rows}
+
+    def write(self) -> None:
+        """INSERT the new rows (parents first, in the schema's dependency order) and UPDATE the changed ones,
+        one executemany per table and statement."""
+        if not self.written_models():
+            return
+        connection = self.session.connection()
+        order = {table: n for n, table in enumerate(Base.metadata.sorted_tables)}
+        for model in sorted(self._new, key=lambda m: order[table_of(m)]):
+            rows = list(self._new[model].values())
+            if rows:
+                connection.execute(insert(table_of(model)), rows)
+        for model, dirty in self._dirty.items():
+            if not dirty:
+                continue
+            table, pk, blank = self._info(model)
+            stmt = (
+                update(table)
+                .where(*[table.c[name] == bindparam(f"k_{name}") for name in pk])
+                .values({name: bindparam(f"v_{name}") for name in blank if name not in pk})
+            )
+            params = [
+                {**{f"k_{name}": row[name] for name in pk}, **{f"v_{n}": row[n] for n in blank if n not in pk}}
+                for row in dirty.values()
+            ]
+            connection.execute(stmt, params)
