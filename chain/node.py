@@ -25,6 +25,10 @@ from chain.errors import NodeError
 ANVIL_DEV_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 
 
+#: Recent blocks' states an embedded anvil keeps (``--prune-history``; see :class:`AnvilNode`).
+HISTORY_STATES = 256
+
+
 def anvil_binary() -> Path:
     """Path of the anvil executable: ``$DIRCHAIN_ANVIL``, the npm platform package, or ``anvil`` on PATH.
 
@@ -56,7 +60,11 @@ class AnvilNode:
 
     ``state_path``: file anvil loads at start and dumps on exit and every ``state_interval_s`` seconds
     (blocks, transactions and logs survive a restart). ``block_time_s``: seconds per block (None =
-    automine, one block per transaction). ``gas_limit``: block gas limit (gas).
+    automine, one block per transaction). ``gas_limit``: block gas limit (gas). ``history_states``: how many
+    recent blocks' states anvil keeps (``--prune-history``), in memory only: enough to roll back a reorganisation
+    deeper than any confirmation depth used here, and no more. Without a bound anvil keeps every block's state and
+    writes the overflow to ``~/.foundry/anvil/tmp``, never removed when it is killed: a Beijing-scale run left
+    32 GB there. Blocks, transactions, receipts and logs are all kept either way.
     """
 
     def __init__(
@@ -68,6 +76,7 @@ class AnvilNode:
         block_time_s: float | None = None,
         chain_id: int = 31337,
         gas_limit: int = 300_000_000,
+        history_states: int = HISTORY_STATES,
         extra_args: list[str] | None = None,
     ) -> None:
         self.port = port or free_port()
@@ -76,6 +85,7 @@ class AnvilNode:
         self.block_time_s = block_time_s
         self.chain_id = chain_id
         self.gas_limit = gas_limit
+        self.history_states = history_states
         self.extra_args = extra_args or []
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -92,6 +102,7 @@ class AnvilNode:
             "--port", str(self.port),
             "--chain-id", str(self.chain_id),
             "--gas-limit", str(self.gas_limit),
+            "--prune-history", str(self.history_states),
             "--silent",
         ]
         if self.state_path is not None:

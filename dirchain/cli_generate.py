@@ -26,6 +26,7 @@ class ScaleName(StrEnum):
     """The presets of :data:`registry.generate.SCALES`."""
 
     BEIJING = "beijing"
+    MEDIUM = "medium"
     SMALL = "small"
 
 
@@ -40,9 +41,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("generate")
     def generate(
-        scale: Annotated[ScaleName, typer.Option(help="preset size: beijing (published totals) or small (CI)")] = (
-            ScaleName.BEIJING
-        ),
+        scale: Annotated[ScaleName, typer.Option(
+            help="preset size: beijing (published totals), medium (an eighth, for profiling) or small (CI)"
+        )] = ScaleName.BEIJING,
         seed: Annotated[int, typer.Option(help="seed of the pseudo-random generator (same seed, same bytes)")] = 1,
         out: Annotated[Path, typer.Option(file_okay=False, help="directory to write the two files to")] = Path("."),
     ) -> None:

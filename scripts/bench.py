@@ -166,7 +166,8 @@ def run_load(run: Running, directory_file: Path, sharing_file: Path, workers: in
     records = (len(directory.jurisdictions) - 4 + 2 * len(directory.departments) + len(directory.systems)
                + len(directory.catalogs) + len(sharing) + sum(1 for r in sharing if r.decision is not None)
                + sum(1 for r in sharing if r.revocation is not None))
-    failed = {"exit": proc.returncode, "tail": proc.stdout[-2000:]} if proc.returncode else {}
+    failed = ({"exit": proc.returncode, "tail": proc.stdout[-2000:], "stderr": proc.stderr[-3000:]}
+              if proc.returncode else {})
     http = httpx.Client(base_url=run.url, timeout=60)
     held = {kind: http.get(f"/{kind}", params={"tier": "city", "limit": 1}).json()["total"]
             for kind in ("catalogs", "systems")}

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from dirchain.cli_generate import generated_paths, register
-from registry.generate import BEIJING, BEIJING_DISTRICTS, MARKER, SMALL, Scale, dumps, generate_directory
+from registry.generate import BEIJING, BEIJING_DISTRICTS, MARKER, MEDIUM, SMALL, Scale, dumps, generate_directory
 from registry.loader import read_sharing, sharing_file_for
 from registry.models import DataType, ResourceFormat, ShareMethod
 from registry.seed import Directory, convert_directory, read_directory
@@ -235,6 +235,15 @@ def test_small_scale_size() -> None:
     directory, sharing = generate_directory(SMALL, 0)
     assert [j["tier"] for j in directory["jurisdictions"]].count("street") == 3
     assert len(directory["catalogs"]) == 50 and len(sharing["requests"]) == 30
+
+
+def test_medium_scale(seed_doc: dict[str, Any]) -> None:
+    directory, sharing = generate_directory(MEDIUM, 3)
+    _check_document(directory, MEDIUM, seed_doc)
+    _check_converted(convert_directory(directory), MEDIUM)
+    _check_sharing(directory, sharing, MEDIUM)
+    assert [j["tier"] for j in directory["jurisdictions"]].count("street") == 20
+    assert len(directory["catalogs"]) == 1000 and len(sharing["requests"]) == 400
 
 
 def test_inconsistent_scale_is_refused() -> None:
