@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -183,7 +184,9 @@ class DirectoryLoader:
 
     ``deadline_s``: validity of each signature (seconds). ``workers``: concurrent POSTs per phase.
     ``index_timeout_s``: longest wait for a phase's transactions to be indexed (seconds).
-    ``http``: an httpx client to use instead of a new one (e.g. FastAPI's in-process TestClient).
+    ``http``: an httpx client to use instead of its own (e.g. FastAPI's in-process TestClient). Without one, each
+    thread of the loader gets its own client (connection pool): one client shared by dozens of threads lost
+    sockets under load (``ReadError: [Errno 9] Bad file descriptor`` from httpcore at Beijing scale).
     """
 
     def __init__(
@@ -197,13 +200,25 @@ class DirectoryLoader:
         progress: ProgressFn | None = None,
         http: httpx.Client | None = None,
     ) -> None:
-        self.http = http or httpx.Client(base_url=api_url, timeout=120.0)
+        self._api_url = api_url
+        self._shared = http
+        self._local = threading.local()
         self.keystore = keystore
         self.deadline_s = deadline_s
         self.workers = workers
         self.index_timeout_s = index_timeout_s
         self.progress = progress or (lambda phase, done, total: None)
         self._eip712: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
+
+    @property
+    def http(self) -> httpx.Client:
+        """The HTTP client of the calling thread (the one given, or this thread's own)."""
+        if self._shared is not None:
+            return self._shared
+        client: httpx.Client | None = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = httpx.Client(base_url=self._api_url, timeout=120.0)
+        return client
 
     # ------------------------------------------------------------------ signing
 
