@@ -663,42 +663,36 @@ def _directory_names(rows: _Rows, jurisdiction: bytes, department: bytes) -> tup
     return (j["code"] if j else None, j["tier"] if j else None, d["code"] if d else None)
 
 
-def _catalog_row(rows: _Rows, ev: DecodedLog, timestamp: int, status: str) -> Row:
-    """The current-state row of the event's catalog (created if new), with the chain-side columns set."""
+def _current_row(rows: _Rows, model: type[CatalogRow] | type[SystemRow], ev: DecodedLog, timestamp: int,
+                 state: tuple[str, str]) -> Row:
+    """The current-state row of the event's catalog or system (``model``; created if new), with the chain-side
+    columns set and ``state`` = (column, value): ``("status", …)`` for a catalog, ``("lifecycle", …)`` for a
+    system."""
     a = ev.args
     names = _directory_names(rows, a["jurisdiction"], a["department"])
-    row = rows.get(CatalogRow, a["code"])
+    row = rows.get(model, a["code"])
     if row is None:
-        row = rows.add(CatalogRow, {"code": a["code"], "code_hash": hex32(a["codeHash"])})
+        row = rows.add(model, {"code": a["code"], "code_hash": hex32(a["codeHash"])})
     row["jurisdiction_id"] = hex32(a["jurisdiction"])
     row["department_id"] = hex32(a["department"])
     row["jurisdiction_code"], row["tier"], row["department_code"] = names
-    row["status"] = status
+    row[state[0]] = state[1]
     row["latest_version"] = int(a["version"])
     row["tx_hash"] = ev.tx_hash.lower()
     row["block_number"] = ev.block_number
     row["updated_at"] = timestamp
-    rows.changed(CatalogRow, row)
+    rows.changed(model, row)
     return row
+
+
+def _catalog_row(rows: _Rows, ev: DecodedLog, timestamp: int, status: str) -> Row:
+    """The current-state row of the event's catalog (created if new), with the chain-side columns set."""
+    return _current_row(rows, CatalogRow, ev, timestamp, ("status", status))
 
 
 def _system_row(rows: _Rows, ev: DecodedLog, timestamp: int, lifecycle: str) -> Row:
     """The current-state row of the event's system (created if new), with the chain-side columns set."""
-    a = ev.args
-    names = _directory_names(rows, a["jurisdiction"], a["department"])
-    row = rows.get(SystemRow, a["code"])
-    if row is None:
-        row = rows.add(SystemRow, {"code": a["code"], "code_hash": hex32(a["codeHash"])})
-    row["jurisdiction_id"] = hex32(a["jurisdiction"])
-    row["department_id"] = hex32(a["department"])
-    row["jurisdiction_code"], row["tier"], row["department_code"] = names
-    row["lifecycle"] = lifecycle
-    row["latest_version"] = int(a["version"])
-    row["tx_hash"] = ev.tx_hash.lower()
-    row["block_number"] = ev.block_number
-    row["updated_at"] = timestamp
-    rows.changed(SystemRow, row)
-    return row
+    return _current_row(rows, SystemRow, ev, timestamp, ("lifecycle", lifecycle))
 
 
 def _version_fields(ev: DecodedLog, timestamp: int, chain_id: int) -> dict[str, Any]:
