@@ -507,6 +507,16 @@ def _department_registered(rows: _Rows, ev: DecodedLog, _ts: int) -> None:
     rows.departments_added[did] = a["code"]  # catalogs, systems and requests indexed before it get its code
 
 
+def _set_by(rows: _Rows, model: type[AdministratorRow] | type[DepartmentAccountRow], row: Row,
+            ev: DecodedLog) -> None:
+    """Record on a role row who set it last (the event's signer) and in which log, and mark it changed."""
+    row["signer"] = _address(ev.args["signer"])
+    row["tx_hash"] = ev.tx_hash.lower()
+    row["log_index"] = ev.log_index
+    row["block_number"] = ev.block_number
+    rows.changed(model, row)
+
+
 def _administrator_set(rows: _Rows, ev: DecodedLog, _ts: int) -> None:
     a = ev.args
     key = (hex32(a["jurisdiction"]), _address(a["account"]))
@@ -514,11 +524,7 @@ def _administrator_set(rows: _Rows, ev: DecodedLog, _ts: int) -> None:
     if row is None:
         row = rows.add(AdministratorRow, {"jurisdiction_id": key[0], "account": key[1]})
     row["active"] = bool(a["active"])
-    row["signer"] = _address(a["signer"])
-    row["tx_hash"] = ev.tx_hash.lower()
-    row["log_index"] = ev.log_index
-    row["block_number"] = ev.block_number
-    rows.changed(AdministratorRow, row)
+    _set_by(rows, AdministratorRow, row, ev)
 
 
 def _department_account_set(rows: _Rows, ev: DecodedLog, _ts: int) -> None:
@@ -530,11 +536,7 @@ def _department_account_set(rows: _Rows, ev: DecodedLog, _ts: int) -> None:
     row["department_id"] = hex32(a["department"])
     row["jurisdiction_id"] = hex32(a["jurisdiction"])
     row["active"] = bool(a["active"])
-    row["signer"] = _address(a["signer"])
-    row["tx_hash"] = ev.tx_hash.lower()
-    row["log_index"] = ev.log_index
-    row["block_number"] = ev.block_number
-    rows.changed(DepartmentAccountRow, row)
+    _set_by(rows, DepartmentAccountRow, row, ev)
 
 
 # ---------------------------------------------------------------------------------------- records
