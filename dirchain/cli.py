@@ -25,6 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from chain.artifacts import PROJECT_ROOT
+from dirchain.serving import serve
 from dirchain.settings import settings
 
 app = typer.Typer(help="Directory chain: data resource catalogs and information systems on an EVM chain.",
@@ -143,15 +144,16 @@ def api(
         console.print("[red]`dirchain api` serves a read-only replica: give --read-only (the full API, with "
                       "submissions, runs inside `dirchain up`)[/red]")
         raise typer.Exit(2)
-    s = settings()
     if database_url is not None:
         os.environ["DIRCHAIN_DATABASE_URL"] = database_url  # read by every worker process's app factory
+        settings.cache_clear()  # and by this process's, which serves alone with one worker
+    s = settings()
     count = workers if workers is not None else s.api_workers
     where_host, where_port = host or s.host, port or s.port
     console.print(f"read-only API on http://{where_host}:{where_port} with {count} worker(s); index "
                   f"{database_url or s.database_url}; Ctrl-C to stop")
-    uvicorn.run("api.app:read_only_app", factory=True, host=where_host, port=where_port, workers=count,
-                log_level="warning")
+    serve(uvicorn.Config("api.app:read_only_app", factory=True, host=where_host, port=where_port, workers=count,
+                         log_level="warning"))
 
 
 @app.command()

@@ -194,11 +194,12 @@ class Indexer:
         one of ``creators``); just this indexer's ``address`` when it follows one directory."""
         if self.creators is None:
             return {self.address}
-        with self.sessions() as session:
-            rows = session.scalars(
-                select(DirectoryRow).where(DirectoryRow.chain_id == self.chain_id, DirectoryRow.factory == self.address)
+        with self.sessions() as session:  # plain column tuples: this runs on every range read
+            rows = session.execute(
+                select(DirectoryRow.address, DirectoryRow.creator)
+                .where(DirectoryRow.chain_id == self.chain_id, DirectoryRow.factory == self.address)
             )
-            return {row.address for row in rows if row.creator in self.creators}
+            return {address for address, creator in rows if creator in self.creators}
 
     def _followed(self, events: list[DecodedLog]) -> list[DecodedLog]:
         """The events of the followed contracts, in order; a factory's ``DirectoryCreated`` for one of

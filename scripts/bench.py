@@ -106,6 +106,17 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far, from ``/proc/<pid>/stat``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _vm_hwm_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -119,10 +130,10 @@ def _vm_hwm_mib(pid: int) -> float:
 class Running:
     """The service under test with its API served over HTTP on loopback."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, block_time_s: float | None = None) -> None:
         self.settings = Settings(
             home=home, database_url=f"sqlite:///{home / 'index.sqlite'}", rpc_url=None, anvil_port=free_port(),
-            confirmations=0, block_time_s=None, host="127.0.0.1", port=free_port(), max_body_bytes=256 * 1024,
+            confirmations=0, block_time_s=block_time_s, host="127.0.0.1", port=free_port(), max_body_bytes=256 * 1024,
             keystore_password="", deadline_s=3600, directories="per-jurisdiction", sync_interval_s=0.2,
         )
         self.service: Service = start_service(self.settings)
@@ -135,6 +146,11 @@ class Running:
             time.sleep(0.05)
         self.url = self.settings.api_url
         self.keys = Keystore(home / "keys")
+
+    def anvil_pid(self) -> int | None:
+        """The embedded anvil's process id (None when the chain is not embedded)."""
+        node = self.service.chains["city"].node
+        return node.process.pid if node and node.process else None
 
     def stop(self) -> None:
         self.server.should_exit = True
@@ -156,12 +172,17 @@ def run_load(run: Running, directory_file: Path, sharing_file: Path, workers: in
     directory = read_directory(directory_file)
     sharing = read_sharing(sharing_file)
     env = {**os.environ, "DIRCHAIN_HOME": str(run.settings.home), "COLUMNS": "120"}
+    anvil = run.anvil_pid()
+    cpu_before = (_cpu_s(os.getpid()), _cpu_s(anvil) if anvil else 0.0, _children_cpu_s())
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "dirchain", "load", str(directory_file), "--api", run.url,
                            "--workers", str(workers)], env=env, capture_output=True, text=True, timeout=3600)
     loaded_s = time.monotonic() - started
     loader._await_synced()
     city_s = time.monotonic() - started
+    cpu_after = (_cpu_s(os.getpid()), _cpu_s(anvil) if anvil else 0.0, _children_cpu_s())
+    cpu = {name: round(after - before, 1) for name, before, after in zip(("service", "anvil", "loader"),
+                                                                          cpu_before, cpu_after, strict=True)}
     figures.memory["loader_mib"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
     records = (len(directory.jurisdictions) - 4 + 2 * len(directory.departments) + len(directory.systems)
                + len(directory.catalogs) + len(sharing) + sum(1 for r in sharing if r.decision is not None)
@@ -179,6 +200,7 @@ def run_load(run: Running, directory_file: Path, sharing_file: Path, workers: in
         "records_per_s": round(records / loaded_s, 1),
         "until_city_holds_everything_s": round(city_s, 1), "city_holds": held, "expected": expected,
         "seed_load_s": round(seed_s, 1), "workers": workers,
+        "cpu_s": cpu, "cpu_busy": round(sum(cpu.values()) / (city_s * (os.cpu_count() or 1)), 2),
         "jurisdictions": len(directory.jurisdictions), "catalogs": len(directory.catalogs),
         "systems": len(directory.systems),
     }
@@ -317,7 +339,7 @@ def run_audit(run: Running, figures: Figures, requests: int, audit_events: int) 
     ``audit_events`` events (``scripts/bench_audit.py``: synthetic events applied through the indexer's store, no
     chain): in a process of its own, and over HTTP from 8 client processes to the read-only API
     (``dirchain api --read-only``) with 2 worker processes on that copy."""
-    from bench_audit import audit_latencies, copy_index, sample_codes
+    from bench_audit import audit_latencies, copy_index, http_latencies, sample_codes
 
     home = run.settings.home
     where = Path(os.environ.get("DIRCHAIN_BENCH_AUDIT_DIR") or home)  # ~2.3 kB per event: 1M events ≈ 2.3 GB
@@ -337,39 +359,13 @@ def run_audit(run: Running, figures: Figures, requests: int, audit_events: int) 
     spawn = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:  # the query alone, no service threads
         in_process = pool.submit(audit_latencies, url, picks).result()
-    port = free_port()
-    env = {**os.environ, "DIRCHAIN_HOME": str(home), "DIRCHAIN_HOST": "127.0.0.1", "DIRCHAIN_PORT": str(port)}
-    api = subprocess.Popen([sys.executable, "-m", "dirchain", "api", "--read-only", "--workers", "2",
-                            "--database-url", url], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
-    replica = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{replica}/health", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if api.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the read-only API did not start (exit {api.poll()})")
-            time.sleep(0.2)
-        # 8 clients, each its own process (spawned: no share of this process's GIL or threads)
-        with ProcessPoolExecutor(max_workers=8, mp_context=spawn) as pool:
-            list(pool.map(_audit_client, [replica] * 8, [picks[:8]] * 8))  # warm up: start the processes
-            started = time.monotonic()
-            shares = list(pool.map(_audit_client, [replica] * 8, [picks[i::8] for i in range(8)]))
-            wall = time.monotonic() - started
+        http = http_latencies(url, home, picks, workers=2, clients=8)
     finally:
-        api.terminate()
-        try:
-            api.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            api.kill()
         if where != home:
             for path in (grown, report, grown.with_name(grown.name + "-wal"), grown.with_name(grown.name + "-shm")):
                 path.unlink(missing_ok=True)
-    latencies = [ms for share in shares for ms in share]
+    latencies = http.latencies_ms
     figures.audit = {
         "indexed_events": growth["events"], "grown": growth["method"], "real_events": growth["source_events"],
         "synthetic_events": growth["synthetic_events"], "copies": growth["copies"],
@@ -377,25 +373,11 @@ def run_audit(run: Running, figures: Figures, requests: int, audit_events: int) 
         "build_peak_rss_mib": growth["peak_rss_mib"], "requests": requests,
         "in_process_p50_ms": round(statistics.median(in_process), 2),
         "in_process_p99_ms": round(_percentile(in_process, 0.99), 2),
-        "http_server": "dirchain api --read-only --workers 2", "http_clients": 8,
+        "http_server": http.server, "http_clients": http.clients,
         "http_p50_ms": round(statistics.median(latencies), 2), "http_p99_ms": round(_percentile(latencies, 0.99), 2),
-        "http_rps": round(requests / wall),
+        "http_rps": round(len(latencies) / http.wall_s),
     }
     _say(f"audit: {figures.audit}")
-
-
-def _audit_client(url: str, codes: list[str]) -> list[float]:
-    """One HTTP client (in its own process): GET each catalog's provenance in turn over one keep-alive
-    connection; latencies in ms."""
-    out = []
-    with httpx.Client(base_url=url, timeout=30) as http:
-        for code in codes:
-            t0 = time.perf_counter()
-            reply = http.get(f"/catalogs/{code}/provenance")
-            out.append((time.perf_counter() - t0) * 1000)
-            if reply.status_code != 200:
-                raise RuntimeError(f"GET /catalogs/{code}/provenance: HTTP {reply.status_code}")
-    return out
 
 
 def _post_client(url: str, bodies: list[dict[str, Any]]) -> list[str]:
@@ -594,6 +576,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--audit-requests", type=int, default=None)
     parser.add_argument("--audit-events", type=int, default=None,
                         help="indexed events to grow the audit index to (default 1,000,000 at beijing, 5,000 else)")
+    parser.add_argument("--block-time", type=float, default=None,
+                        help="anvil's block time in seconds (default: automine, a block per transaction)")
     parser.add_argument("--write", type=Path, default=None, help="write the markdown report to this file")
     parser.add_argument("--json", type=Path, default=None, help="write the figures as JSON to this file")
     args = parser.parse_args(argv)
@@ -613,7 +597,7 @@ def main(argv: list[str] | None = None) -> int:
         directory_file.write_bytes(dumps(directory_doc))
         sharing_file.write_bytes(dumps(sharing_doc))
         _say(f"generated {args.scale} seed {args.seed}; starting the service")
-        run = Running(home)
+        run = Running(home, args.block_time)
         try:
             run_load(run, directory_file, sharing_file, args.workers, figures)
             run_sync_figures(run, figures)
@@ -621,10 +605,10 @@ def main(argv: list[str] | None = None) -> int:
             run_gas(run, figures)
             run_audit(run, figures, audit_requests, audit_events)
             run_reindex(run, home, figures)
-            node = run.service.chains["city"].node
+            anvil = run.anvil_pid()
             figures.memory |= {
                 "service_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-                "anvil_mib": round(_vm_hwm_mib(node.process.pid), 1) if node and node.process else None,
+                "anvil_mib": round(_vm_hwm_mib(anvil), 1) if anvil else None,
             }
             _say(f"memory: {figures.memory}")
         finally:

@@ -29,16 +29,25 @@ Run on its own: ``python scripts/bench_audit.py SOURCE.sqlite TARGET.sqlite --ev
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
+import multiprocessing
+import os
 import resource
 import sqlite3
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import rfc8785
 from eth_utils import keccak
@@ -352,13 +361,119 @@ def sample_codes(url: str, count: int) -> list[str]:
     return [codes[(i * 7919) % len(codes)] for i in range(count)]
 
 
+@dataclass(frozen=True)
+class HttpLatency:
+    """Audit latency over HTTP: ``latencies_ms`` of every timed request (ms), ``wall_s`` seconds for all of them,
+    the ``server`` command line, ``workers`` server processes and ``clients`` client processes."""
+
+    latencies_ms: list[float]
+    wall_s: float
+    server: str
+    workers: int
+    clients: int
+
+
+@contextmanager
+def read_only_api(url: str, home: Path, workers: int) -> Iterator[str]:
+    """``dirchain api --read-only --workers N --database-url URL`` on a free loopback port, waited for until its
+    ``/health`` answers 200 (at most 60 s); yields its base URL and stops it after. ``home``: its
+    ``DIRCHAIN_HOME``. Raises RuntimeError if it does not start."""
+    from chain.node import free_port
+
+    port = free_port()
+    env = {**os.environ, "DIRCHAIN_HOME": str(home), "DIRCHAIN_HOST": "127.0.0.1", "DIRCHAIN_PORT": str(port)}
+    api = subprocess.Popen([sys.executable, "-m", "dirchain", "api", "--read-only", "--workers", str(workers),
+                            "--database-url", url], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if _get(base, "/health")[0] == 200:
+                    break
+            except OSError:
+                pass
+            if api.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the read-only API did not start (exit {api.poll()})")
+            time.sleep(0.2)
+        yield base
+    finally:
+        api.terminate()
+        try:
+            api.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            api.kill()
+
+
+def _get(base: str, path: str) -> tuple[int, bytes]:
+    parts = urlsplit(base)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
+    try:
+        conn.request("GET", path)
+        reply = conn.getresponse()
+        return reply.status, reply.read()
+    finally:
+        conn.close()
+
+
+def http_client(base: str, codes: list[str]) -> list[float]:
+    """One HTTP client (run it in its own process): ``GET /catalogs/{code}/provenance`` for each code in turn
+    over one keep-alive connection (the standard library's ``http.client``: the lightest client, so that the
+    clients take as little as possible of the CPU the server needs); latencies in ms. Raises RuntimeError on
+    any answer but 200."""
+    parts = urlsplit(base)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
+    out = []
+    try:
+        for code in codes:
+            t0 = time.perf_counter()
+            conn.request("GET", f"/catalogs/{quote(code, safe='/')}/provenance")
+            reply = conn.getresponse()
+            body = reply.read()
+            out.append((time.perf_counter() - t0) * 1000)
+            if reply.status != 200:
+                raise RuntimeError(f"GET /catalogs/{code}/provenance: HTTP {reply.status}: {body[:300]!r}")
+    finally:
+        conn.close()
+    return out
+
+
+def http_latencies(url: str, home: Path, codes: list[str], workers: int = 2, clients: int = 8) -> HttpLatency:
+    """The audit query over HTTP: :func:`read_only_api` with ``workers`` processes on the index at ``url``, and
+    ``clients`` client processes (spawned, :func:`http_client`) sharing ``codes`` — after one untimed warm-up
+    pass of ``clients`` codes each."""
+    spawn = multiprocessing.get_context("spawn")
+    with read_only_api(url, home, workers) as base, ProcessPoolExecutor(max_workers=clients, mp_context=spawn) as pool:
+        list(pool.map(http_client, [base] * clients, [codes[:clients]] * clients))  # warm up, start the processes
+        started = time.monotonic()
+        shares = list(pool.map(http_client, [base] * clients, [codes[i::clients] for i in range(clients)]))
+        wall = time.monotonic() - started
+    return HttpLatency(latencies_ms=[ms for share in shares for ms in share], wall_s=wall,
+                       server=f"dirchain api --read-only --workers {workers}", workers=workers, clients=clients)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Grow a copy of an index with synthetic events (no chain).")
-    parser.add_argument("source", type=Path, help="SQLite index to copy")
-    parser.add_argument("target", type=Path, help="SQLite file to write (replaced)")
+    parser = argparse.ArgumentParser(description="Grow a copy of an index with synthetic events (no chain); "
+                                                 "or, with --latency, time the audit query on an index.")
+    parser.add_argument("source", type=Path, help="SQLite index to copy (with --latency: the index to time)")
+    parser.add_argument("target", type=Path, nargs="?", help="SQLite file to write (replaced)")
     parser.add_argument("--events", type=int, default=1_000_000, help="rows wanted in chain_events")
     parser.add_argument("--json", type=Path, default=None, help="also write what was done as JSON to this file")
+    parser.add_argument("--latency", type=int, metavar="REQUESTS", default=None,
+                        help="time REQUESTS audit queries on SOURCE, in process and over HTTP; grow nothing")
+    parser.add_argument("--workers", type=int, default=2, help="read-only API processes (with --latency)")
+    parser.add_argument("--clients", type=int, default=8, help="HTTP client processes (with --latency)")
     args = parser.parse_args(argv)
+    if args.latency is not None:
+        return _latency_main(args.source, args.latency, args.workers, args.clients)
+    if args.target is None:
+        parser.error("TARGET is required unless --latency is given")
     last = [0.0]
 
     def report(done: int, wanted: int) -> None:
@@ -370,6 +485,26 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(asdict(growth), indent=1))
     if args.json is not None:
         args.json.write_text(json.dumps(asdict(growth)), encoding="utf-8")
+    return 0
+
+
+def _latency_main(index: Path, requests: int, workers: int, clients: int) -> int:
+    url = f"sqlite:///{index.resolve()}"
+    codes = sample_codes(url, requests)
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+        local = pool.submit(audit_latencies, url, codes).result()
+    with tempfile.TemporaryDirectory(prefix="dirchain-audit-") as home:
+        remote = http_latencies(url, Path(home), codes, workers, clients)
+    print(json.dumps({
+        "events": _count_events(url), "requests": requests,
+        "in_process_p50_ms": round(statistics.median(local), 2),
+        "in_process_p99_ms": round(_percentile(local, 0.99), 2),
+        "http_server": remote.server, "http_clients": remote.clients,
+        "http_p50_ms": round(statistics.median(remote.latencies_ms), 2),
+        "http_p99_ms": round(_percentile(remote.latencies_ms, 0.99), 2),
+        "http_rps": round(len(remote.latencies_ms) / remote.wall_s),
+    }, indent=1))
     return 0
 
 

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,14 +22,15 @@ from tests.integration.conftest import TieredSeed
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def replica(tiered_seed: TieredSeed) -> Iterator[httpx.Client]:
-    """A read-only replica with two worker processes over the tiered seed's index."""
+@contextmanager
+def _serve(database_url: str, home: Path, workers: int) -> Iterator[httpx.Client]:
+    """``dirchain api --read-only --workers N --database-url URL`` with ``DIRCHAIN_HOME`` at ``home``; a client."""
     port = free_port()
-    env = {**os.environ, "DIRCHAIN_HOME": str(tiered_seed.settings.home), "DIRCHAIN_HOST": "127.0.0.1"}
+    env = {**os.environ, "DIRCHAIN_HOME": str(home), "DIRCHAIN_HOST": "127.0.0.1"}
+    env.pop("DIRCHAIN_DATABASE_URL", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dirchain", "api", "--read-only", "--workers", "2", "--port", str(port),
-         "--database-url", tiered_seed.settings.database_url],
+        [sys.executable, "-m", "dirchain", "api", "--read-only", "--workers", str(workers), "--port", str(port),
+         "--database-url", database_url],
         env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
@@ -51,6 +54,25 @@ def replica(tiered_seed: TieredSeed) -> Iterator[httpx.Client]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="module")
+def replica(tiered_seed: TieredSeed) -> Iterator[httpx.Client]:
+    """A read-only replica with two worker processes over the tiered seed's index."""
+    with _serve(tiered_seed.settings.database_url, tiered_seed.settings.home, workers=2) as http:
+        yield http
+
+
+def test_one_worker_serves_the_index_given_not_the_homes(tiered_seed: TieredSeed, tmp_path: Path) -> None:
+    """With one worker uvicorn serves in the CLI's own process: ``--database-url`` must still be the index served,
+    not the default one under ``DIRCHAIN_HOME`` (here an empty directory, where none exists)."""
+    expected = tiered_seed.client.get("/catalogs", params={"limit": 1}).json()["total"]
+    assert expected > 0
+    with _serve(tiered_seed.settings.database_url, tmp_path, workers=1) as http:
+        reply = http.get("/catalogs", params={"limit": 1})
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["total"] == expected
+        assert http.get("/health").json()["counts"]["catalogs"] == expected
 
 
 def _same(main: Any, replica: httpx.Client, path: str, params: dict[str, Any] | None = None) -> Any:
