@@ -87,24 +87,37 @@ class TierSync:
     passes: int = 0
     _children: dict[tuple[int, str], _Child] = field(default_factory=dict)
     _scanned: dict[int, int] = field(default_factory=dict)
+    #: Directories that are not children to relay (the root, or made by another relayer), not looked at again.
+    _not_children: set[tuple[int, str]] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _discover(self) -> None:
         """Make a job for every child directory the index lists that has none yet."""
-        with self.sessions() as session:
+        with self.sessions() as session:  # runs every round: only directories not seen yet are loaded
+            keys = session.execute(select(DirectoryRow.chain_id, DirectoryRow.address)).all()
+            if all((c, a) in self._children or (c, a) in self._not_children for c, a in keys):
+                return
             rows = session.execute(
                 select(DirectoryRow, JurisdictionRow).join(JurisdictionRow, JurisdictionRow.id == DirectoryRow.home_id)
             ).all()
-            found = [(d, j) for d, j in rows if j.parent_id is not None]
+            found: list[tuple[DirectoryRow, JurisdictionRow]] = []
+            for d, j in rows:
+                if (d.chain_id, d.address) in self._children:
+                    continue
+                if j.parent_id is None:
+                    self._not_children.add((d.chain_id, d.address))
+                else:
+                    found.append((d, j))
             parents = {j.id: session.get(JurisdictionRow, j.parent_id) for _d, j in found}
         for d, j in found:
             chain = self.directories.chain_by_id(d.chain_id)
             parent_j = parents[j.id]
-            if chain is None or d.creator != chain.relayer.address or parent_j is None:
-                continue
             key = (d.chain_id, d.address)
-            if key in self._children:
+            if chain is not None and d.creator != chain.relayer.address:
+                self._not_children.add(key)  # made by another relayer: not ours to relay
                 continue
+            if chain is None or parent_j is None:
+                continue  # looked at again next round
             parent_chain = self.directories.chain_of_tier(parent_j.tier)
             parent_address = self.directories.predict(parent_chain, bytes.fromhex(parent_j.id[2:]))
             job = self._job(chain, d, parent_chain, parent_address)
