@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from concurrent.futures import Future
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -22,6 +23,13 @@ from chain.directory import to_struct
 from chain.errors import ContractRevert, SignatureError, UnknownRevert
 from registry.directories import Directories, RouteError, Target
 from registry.messages import Message
+
+
+def _sent(future: Future[str]) -> str | None:
+    """The transaction hash a resolved batcher future carries, or None if it failed or was cancelled."""
+    if future.cancelled() or future.exception() is not None:
+        return None
+    return future.result()
 
 
 class Relay:
@@ -72,7 +80,8 @@ class Relay:
 
         Raises :class:`ApiProblem`: 400 for a malformed signature, 409 for a duplicate in flight, 422 when the
         directory cannot be chosen, 4xx mapped from the contract's custom error when the batcher's simulation of
-        the submission reverts.
+        the submission reverts, 503 ``submission-pending`` when no transaction carried it within ``timeout_s``
+        seconds (it stays queued, reserved against duplicates until the batcher sends or refuses it).
         """
         signature = bytes.fromhex(signature_hex[2:])
         target = await self.route(msg)
@@ -84,12 +93,24 @@ class Relay:
         struct: tuple[Any, ...] = to_struct(msg.primary, msg.message, signature, msg.record)
         keys = [("nonce", f"{client.address}:{signer}:{msg.message['nonce']}"), (msg.primary, code_key)]
         self._reserve(keys)
-        tx_hash: str | None = None
         try:
             future = target.batcher.submit(msg.primary, struct)
-            tx_hash = await asyncio.wait_for(asyncio.wrap_future(future), timeout=self.timeout_s)
+        except BaseException:
+            self._settle(keys, None, None)
+            raise
+        # The reservation lasts as long as the submission: released or pinned to its transaction when the batcher
+        # resolves the future, even if this request has stopped waiting.
+        future.add_done_callback(lambda done: self._settle(keys, _sent(done), target.batcher))
+        try:
+            # shield: a timeout or a client gone away must not cancel a submission the batcher may already hold
+            tx_hash = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), timeout=self.timeout_s)
+        except TimeoutError as exc:
+            raise ApiProblem(
+                503, "submission-pending", "The submission is queued but not yet in a transaction",
+                f"no transaction carried it within {self.timeout_s:g} s; it stays queued and may still be sent. "
+                f"Retry later: a retry of a version already recorded is refused as a duplicate",
+                directory=target.client.address,
+            ) from exc
         except (ContractRevert, UnknownRevert) as exc:
             raise revert_problem(exc) from exc
-        finally:
-            self._settle(keys, tx_hash, target.batcher)
         return tx_hash, signer

@@ -91,20 +91,25 @@ class Batcher:
     # ------------------------------------------------------------------ worker
 
     def _gather(self) -> list[_Item]:
+        """Up to ``max_batch`` queued items, waiting ``window_s`` after the first. Each item's future is marked
+        running (``set_running_or_notify_cancel``): it can no longer be cancelled, and an item whose future was
+        cancelled while queued is dropped, never sent."""
         try:
             first = self._queue.get(timeout=0.1)
         except queue.Empty:
             return []
-        items = [first]
+        items = [first] if first.future.set_running_or_notify_cancel() else []
         deadline = time.monotonic() + self.window_s
         while len(items) < self.max_batch:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             try:
-                items.append(self._queue.get(timeout=remaining))
+                item = self._queue.get(timeout=remaining)
             except queue.Empty:
                 break
+            if item.future.set_running_or_notify_cancel():
+                items.append(item)
         return items
 
     def _run(self) -> None:
@@ -114,11 +119,20 @@ class Batcher:
             group: list[_Item] = []
             for item in items:
                 if group and item.primary != group[0].primary:
-                    self._send(group)
+                    self._send_or_fail(group)
                     group = []
                 group.append(item)
             if group:
-                self._send(group)
+                self._send_or_fail(group)
+
+    def _send_or_fail(self, group: list[_Item]) -> None:
+        """:meth:`_send`, and whatever it raises (an RPC failure while isolating a reverting batch, say) fails
+        this group's futures instead of stopping the worker."""
+        try:
+            self._send(group)
+        except Exception as exc:
+            log.exception("batch of %d %s submissions: unexpected error", len(group), group[0].primary)
+            self._fail(group, exc)
 
     def _send(self, group: list[_Item]) -> None:
         primary = group[0].primary

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Iterator
@@ -12,12 +13,17 @@ import pytest
 from eth_account.signers.local import LocalAccount
 from fastapi.testclient import TestClient
 
+from api.problems import ApiProblem
+from api.relay import Relay
 from chain import eip712
+from chain.batcher import Batcher
+from chain.directory import to_struct
 from chain.eip712 import SECP256K1_N
 from chain.node import AnvilNode
 from dirchain.cli import SEED_FILE, SEED_SHARING_FILE
 from dirchain.service import Service
 from registry.canonical import record_json
+from registry.directories import Target
 from registry.keystore import Keystore
 from registry.loader import DirectoryLoader, LoadSummary, read_sharing
 from registry.messages import Message, record_message, retire_message
@@ -398,3 +404,84 @@ def test_retirement_through_the_api(
     reply = client.post(f"/{collection}/{record.code}/retirement", json=again)
     assert reply.status_code == 409 and reply.json()["error"]["name"] == "RecordStatusInvalid"
     assert _head(service) == head
+
+
+# ---------------------------------------------------------------------------------------------- a slow batcher
+
+
+def test_a_submission_not_sent_in_time_is_503_pending_and_is_sent_later(
+    loaded: tuple[Service, TestClient, LoadSummary], seed: Directory
+) -> None:
+    """When no transaction carries a submission within the relay's timeout, the answer is 503 ``submission-pending``
+    (not a 500), and the submission is neither cancelled nor released: a duplicate is refused 409 while it waits,
+    and once its batcher runs it goes out and is indexed. (Before, the timeout cancelled the batcher's future and
+    the batcher's thread died on it.)"""
+    service, client, _ = loaded
+    keys = _keystore(service.settings.home)
+    record, dept = _new_catalog(seed, "110102", "PENDING1")
+    msg = record_message(record, "register", 1, next_nonce(), int(time.time()) + 3600)
+    signature = "0x" + _sign(client, keys.account(dept), msg).hex()
+    target = service.services().directories.route(msg)
+    stalled = Target(target.jurisdiction, target.client, Batcher(target.client))  # not started: nothing leaves
+
+    class OneTarget:
+        def route(self, _msg: Message) -> Target:
+            return stalled
+
+        def targets(self) -> list[Target]:
+            return [stalled]
+
+    relay = Relay(OneTarget(), timeout_s=0.3)  # type: ignore[arg-type]
+    with pytest.raises(ApiProblem) as pending:
+        asyncio.run(relay.submit(msg, signature, record.code))
+    assert pending.value.status == 503 and pending.value.slug == "submission-pending"
+    assert "may still be sent" in pending.value.detail
+    with pytest.raises(ApiProblem) as duplicate:
+        asyncio.run(relay.submit(msg, signature, record.code))
+    assert duplicate.value.status == 409 and duplicate.value.slug == "in-flight"
+    assert stalled.batcher.pending() == 1
+    stalled.batcher.start()
+    try:
+        deadline = time.monotonic() + 30
+        while client.get(f"/catalogs/{record.code}").status_code != 200:
+            assert time.monotonic() < deadline, "the queued submission was never sent and indexed"
+            time.sleep(0.1)
+        assert client.get(f"/catalogs/{record.code}").json()["versions"][0]["version"] == 1
+        with pytest.raises(ApiProblem) as again:  # recorded: the same version again is refused by the contract
+            asyncio.run(relay.submit(msg, signature, record.code))
+        assert again.value.status == 409 and again.value.extra["error"]["name"] == "RecordStatusInvalid"
+    finally:
+        stalled.batcher.stop()
+
+
+def test_a_cancelled_submission_is_dropped_and_the_batcher_keeps_working(
+    loaded: tuple[Service, TestClient, LoadSummary], seed: Directory
+) -> None:
+    """A future cancelled while queued is never sent, and the batcher's worker goes on with the next one."""
+    service, client, _ = loaded
+    keys = _keystore(service.settings.home)
+    target = service.services().directories.route(
+        record_message(_new_catalog(seed, "110102", "CANCEL1")[0], "register", 1, 1, 1))
+    batcher = Batcher(target.client)
+    futures = []
+    codes = []
+    for suffix in ("CANCEL1", "CANCEL2"):
+        record, dept = _new_catalog(seed, "110102", suffix)
+        msg = record_message(record, "register", 1, next_nonce(), int(time.time()) + 3600)
+        signature = _sign(client, keys.account(dept), msg)
+        futures.append(batcher.submit(msg.primary, to_struct(msg.primary, msg.message, signature, msg.record)))
+        codes.append(record.code)
+    assert futures[0].cancel()
+    batcher.start()
+    try:
+        tx_hash = futures[1].result(timeout=30)
+        assert TX_HASH.match(tx_hash)
+        outcome = batcher.outcome(tx_hash)
+        assert outcome is not None and outcome.count == 1  # the cancelled one was not in the batch
+        deadline = time.monotonic() + 30
+        while client.get(f"/catalogs/{codes[1]}").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    finally:
+        batcher.stop()
+    assert client.get(f"/catalogs/{codes[0]}").status_code == 404

@@ -27,6 +27,8 @@ def test_bench_small_scale_measures_every_section(tmp_path: Path) -> None:
     load = f["load"]
     assert load["failed"] == {} and load["city_holds"] == load["expected"] and load["submissions"] > 100
     assert load["records_per_s"] > 0 and load["until_city_holds_everything_s"] > 0
+    assert set(load["cpu_s"]) == {"service", "anvil", "loader"} and all(v > 0 for v in load["cpu_s"].values())
+    assert load["cpu_busy"] > 0
     gas = f["gas"]
     for key in ("catalog_version", "system_version", "sharing_request", "sharing_decision", "relayed_record",
                 "new_jurisdiction"):

@@ -3,6 +3,7 @@ the service's API's, and what needs a chain answers 503 problem+json."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -131,3 +132,20 @@ def test_what_needs_a_chain_is_a_read_only_problem(replica: httpx.Client, method
     problem = reply.json()
     assert problem["type"] == "/problems/read-only-replica" and problem["status"] == 503
     assert path in problem["detail"]
+
+
+def test_bench_audit_times_the_audit_query_on_an_index(tiered_seed: TieredSeed) -> None:
+    """``scripts/bench_audit.py INDEX --latency N``: N audit queries in process and N over HTTP (2 read-only worker
+    processes, 2 client processes), every one answered 200 (a client raises otherwise)."""
+    index = tiered_seed.settings.database_url.removeprefix("sqlite:///")
+    proc = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "scripts" / "bench_audit.py"), index, "--latency", "40",
+         "--workers", "2", "--clients", "2"],
+        capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    figures = json.loads(proc.stdout)
+    assert figures["requests"] == 40 and figures["events"] > 0
+    assert figures["http_server"] == "dirchain api --read-only --workers 2" and figures["http_clients"] == 2
+    assert 0 < figures["in_process_p50_ms"] <= figures["in_process_p99_ms"]
+    assert 0 < figures["http_p50_ms"] <= figures["http_p99_ms"] and figures["http_rps"] > 0
