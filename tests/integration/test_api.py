@@ -482,6 +482,9 @@ def test_a_cancelled_submission_is_dropped_and_the_batcher_keeps_working(
         while client.get(f"/catalogs/{codes[1]}").status_code != 200:
             assert time.monotonic() < deadline
             time.sleep(0.1)
+        assert batcher.running()
     finally:
         batcher.stop()
+    assert not batcher.running()  # idle, the worker blocks on its queue without polling: stop() wakes it
+    assert batcher.pending() == 0
     assert client.get(f"/catalogs/{codes[0]}").status_code == 404
