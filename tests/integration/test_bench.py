@@ -42,3 +42,17 @@ def test_bench_small_scale_measures_every_section(tmp_path: Path) -> None:
     assert f["memory"]["service_mib"] > 0 and f["memory"]["anvil_mib"] > 0
     text = report.read_text(encoding="utf-8")
     assert "## Targets" in text and text.count("| ") > 10 and "python scripts/bench.py --scale small" in text
+
+
+def test_anvil_block_cost_script_measures_each_setting(tmp_path: Path) -> None:
+    """``scripts/bench_anvil_blocks.py``: one figure per (state size, states kept), each measured on a real anvil."""
+    out = tmp_path / "blocks.json"
+    proc = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "scripts" / "bench_anvil_blocks.py"), "--slots", "500", "3000",
+         "--history", "1", "4", "--json", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    rows = json.loads(out.read_text(encoding="utf-8"))
+    assert [(r["slots"], r["history_states"]) for r in rows] == [(500, 1), (500, 4), (3000, 1), (3000, 4)]
+    assert all(r["ms_per_empty_block"] > 0 and r["anvil_rss_mib"] > 0 for r in rows)
