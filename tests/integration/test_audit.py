@@ -569,7 +569,10 @@ def test_access_at_a_time_is_what_the_chain_granted(audited: Audited) -> None:
     assert checked > 0
     during = revoked["at"]["granted"]
     holders = audited.client.get(f"/audit/catalogs/{revoked['catalog']}/access", params={"at": during}).json()
-    assert [h["department"] for h in holders["holders"]] == [code_of[revoked["requester"]]]
+    if revoked["at"]["revoked"] > during:
+        assert [h["department"] for h in holders["holders"]] == [code_of[revoked["requester"]]]
+    else:  # granted and revoked in blocks of the same second: at that second the grant is already revoked
+        assert holders["holders"] == []
     after = audited.client.get(f"/audit/catalogs/{revoked['catalog']}/access",
                                params={"at": revoked["at"]["revoked"]}).json()
     assert after["holders"] == []
