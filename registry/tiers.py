@@ -95,14 +95,16 @@ class TierSync:
         """Make a job for every child directory the index lists that has none yet."""
         with self.sessions() as session:  # runs every round: only directories not seen yet are loaded
             keys = session.execute(select(DirectoryRow.chain_id, DirectoryRow.address)).all()
-            if all((c, a) in self._children or (c, a) in self._not_children for c, a in keys):
+            unseen = {(c, a) for c, a in keys if (c, a) not in self._children and (c, a) not in self._not_children}
+            if not unseen:
                 return
             rows = session.execute(
                 select(DirectoryRow, JurisdictionRow).join(JurisdictionRow, JurisdictionRow.id == DirectoryRow.home_id)
+                .where(DirectoryRow.address.in_({a for _c, a in unseen}))
             ).all()
             found: list[tuple[DirectoryRow, JurisdictionRow]] = []
             for d, j in rows:
-                if (d.chain_id, d.address) in self._children:
+                if (d.chain_id, d.address) not in unseen:
                     continue
                 if j.parent_id is None:
                     self._not_children.add((d.chain_id, d.address))
