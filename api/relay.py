@@ -68,7 +68,14 @@ class Relay:
         return any(t.batcher.outcome(tx_hash) is not None for t in self.directories.targets())
 
     async def route(self, msg: Message) -> Target:
-        """The directory ``msg`` goes to; 422 ``unknown-reference`` if it names something not indexed."""
+        """The directory ``msg`` goes to; 422 ``unknown-reference`` if it names something not indexed.
+
+        Answered on the event loop when the directory is already known (:meth:`Directories.route_known`, the
+        common case: a hop to the thread pool and back costs more CPU than the lookup), otherwise in the pool
+        (routing may read the index and make a directory on the chain)."""
+        known = self.directories.route_known(msg)
+        if known is not None:
+            return known
         try:
             return await run_in_threadpool(self.directories.route, msg)
         except RouteError as exc:

@@ -373,6 +373,23 @@ class Directories:
             return self._request_directory(m["request"])
         raise RouteError(f"no route for {msg.primary}")
 
+    def route_known(self, msg: Message) -> Target | None:
+        """The directory ``msg`` goes to when routing it needs neither the index nor the chain — a department,
+        department key, catalog or system of a jurisdiction whose directory was already routed to — else None
+        (then :meth:`route`, which may read the index and make a directory). Never blocks: safe on an event loop.
+        """
+        if self.single:
+            return None  # single_target() asks the chain whether the directory exists
+        m = msg.message
+        if msg.primary in ("Department", "Catalog", "System"):
+            code = self._homes.get(("jurisdiction", m["jurisdiction"].hex()))
+        elif msg.primary == "Account":
+            kind = "jurisdiction" if int(m["role"]) == 1 else "department"
+            code = self._homes.get((kind, m["scope"].hex()))
+        else:
+            return None
+        return None if code is None else self._by_code.get(code)
+
     def _code_of(self, jid: bytes) -> str:
         key = ("jurisdiction", jid.hex())
         if key not in self._homes:  # a jurisdiction's code never changes: remember it once indexed

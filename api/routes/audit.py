@@ -58,7 +58,7 @@ def _unavailable(exc: Exception) -> ApiProblem:
 
 
 @router.get("/catalogs/{code:path}/history", response_model=RecordHistoryPublic)
-def catalog_history(code: str, session: SessionDep) -> RecordHistoryPublic:
+async def catalog_history(code: str, session: SessionDep) -> RecordHistoryPublic:
     """Every version of the catalog, oldest first: action, digest, validity, signer, nonce, the transaction,
     block and log where it was first recorded (chain id, directory, its jurisdiction and tier, block timestamp),
     the tiers holding it and its chain of custody. 404 if the catalog is not indexed."""
@@ -66,13 +66,13 @@ def catalog_history(code: str, session: SessionDep) -> RecordHistoryPublic:
 
 
 @router.get("/systems/{code:path}/history", response_model=RecordHistoryPublic)
-def system_history(code: str, session: SessionDep) -> RecordHistoryPublic:
+async def system_history(code: str, session: SessionDep) -> RecordHistoryPublic:
     """Every version of the information system, as ``GET /audit/catalogs/{code}/history``."""
     return _history(session, "system", code)
 
 
 @router.get("/catalogs/{code:path}/custody", response_model=Provenance)
-def catalog_custody(code: str, session: SessionDep) -> Provenance:
+async def catalog_custody(code: str, session: SessionDep) -> Provenance:
     """Per version, the chain of custody from the city directory's copy down to the origin transaction: each
     hop's directory, transaction, block, log, ``Relayed`` log and origin key. 404 if not indexed."""
     return provenance_public(session, "catalog", code)

@@ -96,7 +96,7 @@ def list_catalogs(
 
 
 @router.get("/{code:path}/provenance", response_model=Provenance)
-def get_catalog_provenance(code: str, session: SessionDep) -> Provenance:
+async def get_catalog_provenance(code: str, session: SessionDep) -> Provenance:
     """Chain of custody of every version: where it was first recorded (signer, chain, directory, transaction,
     block, log) and each directory above holding it as relayed (its transaction, block, log and the ``Relayed``
     event's origin key), from the top tier down to the origin."""
@@ -104,7 +104,7 @@ def get_catalog_provenance(code: str, session: SessionDep) -> Provenance:
 
 
 @router.get("/{code:path}", response_model=CatalogDetail)
-def get_catalog(code: str, session: SessionDep) -> CatalogDetail:
+async def get_catalog(code: str, session: SessionDep) -> CatalogDetail:
     """One catalog with every version: digest, signer, transaction hash, block number and log index."""
     found = queries.get_catalog(session, code)
     if found is None:

@@ -81,7 +81,7 @@ def list_departments(
 
 
 @router.get("/departments/{code:path}", response_model=DepartmentPublic)
-def get_department(code: str, session: SessionDep) -> DepartmentPublic:
+async def get_department(code: str, session: SessionDep) -> DepartmentPublic:
     """One department by code."""
     for r in tree.departments(session, code=code):
         return DepartmentPublic(**r)

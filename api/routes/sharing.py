@@ -270,13 +270,13 @@ def _detail(session: SessionDep, request_id: str, grants_only: bool) -> SharingR
 
 
 @router.get("/sharing-requests/{request_id}", response_model=SharingRequestDetail)
-def get_sharing_request(request_id: RequestId, session: SessionDep) -> SharingRequestDetail:
+async def get_sharing_request(request_id: RequestId, session: SessionDep) -> SharingRequestDetail:
     """One request with its transitions: who moved it, in which transaction, block and log, when."""
     return _detail(session, request_id, False)
 
 
 @router.get("/grants/{request_id}", response_model=SharingRequestDetail)
-def get_grant(request_id: RequestId, session: SessionDep) -> SharingRequestDetail:
+async def get_grant(request_id: RequestId, session: SessionDep) -> SharingRequestDetail:
     """One grant (a request that was granted) with its transitions."""
     return _detail(session, request_id, True)
 

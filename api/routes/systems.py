@@ -78,7 +78,7 @@ def list_systems(
 
 
 @router.get("/{code:path}/provenance", response_model=Provenance)
-def get_system_provenance(code: str, session: SessionDep) -> Provenance:
+async def get_system_provenance(code: str, session: SessionDep) -> Provenance:
     """Chain of custody of every version: where it was first recorded (signer, chain, directory, transaction,
     block, log) and each directory above holding it as relayed (its transaction, block, log and the ``Relayed``
     event's origin key), from the top tier down to the origin."""
@@ -86,7 +86,7 @@ def get_system_provenance(code: str, session: SessionDep) -> Provenance:
 
 
 @router.get("/{code:path}", response_model=SystemDetail)
-def get_system(code: str, session: SessionDep) -> SystemDetail:
+async def get_system(code: str, session: SessionDep) -> SystemDetail:
     """One information system with every version and its provenance."""
     found = queries.get_system(session, code)
     if found is None:

@@ -425,6 +425,9 @@ def test_a_submission_not_sent_in_time_is_503_pending_and_is_sent_later(
     stalled = Target(target.jurisdiction, target.client, Batcher(target.client))  # not started: nothing leaves
 
     class OneTarget:
+        def route_known(self, _msg: Message) -> Target | None:
+            return None
+
         def route(self, _msg: Message) -> Target:
             return stalled
 

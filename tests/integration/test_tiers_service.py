@@ -28,6 +28,7 @@ from registry import queries
 from registry.db import make_engine, migrate, session_factory
 from registry.indexer import Indexer, indexer_codec
 from registry.loader import LoadSummary
+from registry.messages import record_message, sharing_decision_message
 from registry.seed import Directory, read_directory
 from tests.integration.conftest import CITY_CHAIN_ID, DISTRICT_CHAIN_ID, TieredSeed
 
@@ -197,6 +198,22 @@ def test_eip712_names_the_directory_a_submission_goes_to(tiered: tuple[Service, 
     assert client.get("/eip712").status_code == 400
     unknown = client.get("/eip712", params={"jurisdiction": "110999"})
     assert unknown.status_code == 422 and "110999" in unknown.json()["detail"]
+
+
+def test_known_routes_are_answered_from_memory(
+    tiered: tuple[Service, TestClient, LoadSummary], seed: Directory
+) -> None:
+    """``route_known`` (what the API answers on its event loop, without the index or the chain) gives the very
+    directory ``route`` gives for every record of a jurisdiction already routed to, and None where routing needs the
+    index: a sharing decision (the request's directory) or a jurisdiction never seen."""
+    directories = tiered[0].services().directories
+    for record in [*seed.catalogs, *seed.systems]:
+        msg = record_message(record, "update", 2, 1, 1)
+        known = directories.route_known(msg)
+        assert known is not None and known is directories.route(msg), record.code
+    assert directories.route_known(sharing_decision_message(b"\x01" * 32, True, "", 1, 1)) is None
+    elsewhere = seed.catalogs[0].model_copy(update={"jurisdiction": "110999"})
+    assert directories.route_known(record_message(elsewhere, "update", 2, 1, 1)) is None
 
 
 @pytest.mark.parametrize("order", [("city", "district"), ("district", "city")])
