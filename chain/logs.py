@@ -57,7 +57,7 @@ class LogFetcher:
     whose first topic is one of them, from any contract — for following the directories a factory makes,
     whose addresses appear as the chain is read; ``address`` then names the factory and the caller filters.
 
-    Errors: :class:`chain.rpc.RpcError` for a JSON-RPC error, :class:`httpx.HTTPError` for a
+    Errors: :class:`chain.rpc.RpcError` for a JSON-RPC error, :class:`chain.rpc.RpcUnavailable` for a
     transport failure, :class:`BlockRangeError` for a bad range, :class:`BlockNotFound` for a missing
     block. Use as a context manager, or call :meth:`close`, to release the HTTP pool it owns.
     """

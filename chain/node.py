@@ -26,7 +26,7 @@ ANVIL_DEV_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2f
 
 
 #: Recent blocks' states an embedded anvil keeps (``--prune-history``; see :class:`AnvilNode`).
-HISTORY_STATES = 16
+HISTORY_STATES = 10
 #: Seconds between the periodic dumps of an embedded anvil's state to its ``--state`` file (see :class:`AnvilNode`).
 STATE_INTERVAL_S = 60
 

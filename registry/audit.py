@@ -469,9 +469,9 @@ def verify_record(chains: Sequence[ChainSource], document: Any, kind: str | None
        differ from the nearest version;
     4. each directory holding the matching version must answer the same digest from its ``recordDigest`` view.
 
-    Raises :class:`AuditInputError` for an unusable document or kind; ChainError / ``httpx.HTTPError`` when a
-    chain does not answer. A document of a code no chain holds, or whose evidence bundle cannot be built from
-    the node's data, is ``ok`` False with a ``failure``."""
+    Raises :class:`AuditInputError` for an unusable document or kind; ChainError
+    (:class:`chain.rpc.RpcUnavailable`) when a chain does not answer. A document of a code no chain holds, or
+    whose evidence bundle cannot be built from the node's data, is ``ok`` False with a ``failure``."""
     if not chains:
         raise AuditInputError("chains: expected at least one chain to verify against, got none")
     if not isinstance(document, dict) or not document:

@@ -28,7 +28,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import httpx
 from eth_utils import to_checksum_address
 from sqlalchemy import Table, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -247,7 +246,7 @@ def _check_chain(src: ChainSource) -> None:
             raise DriftError(2, "chains", f"{src.label} at {src.rpc.url}: expected chain id {src.chain_id}, "
                                           f"got {chain_id}")
         code = str(src.rpc.call("eth_getCode", [src.factory, "latest"]))
-    except (ChainError, httpx.HTTPError, ValueError, TypeError) as exc:
+    except (ChainError, ValueError, TypeError) as exc:
         raise DriftError(2, "chains", f"{src.label} at {src.rpc.url} does not answer: "
                                       f"{type(exc).__name__}: {exc}") from exc
     if code in ("", "0x"):
@@ -259,7 +258,7 @@ def _head(src: ChainSource) -> int:
     meanwhile is never past it)."""
     try:
         return int(src.rpc.call("eth_blockNumber", []), 16)
-    except (ChainError, httpx.HTTPError, ValueError, TypeError) as exc:
+    except (ChainError, ValueError, TypeError) as exc:
         raise DriftError(4, "rebuild", f"{src.label} at {src.rpc.url} does not answer: "
                                        f"{type(exc).__name__}: {exc}") from exc
 
@@ -275,8 +274,8 @@ def rebuild(
 
     Blocks holding logs are applied in one order across chains: by block timestamp, ties in the order of
     ``chains`` (see the module docstring). Returns the database's session factory, each chain's final cursor
-    (block number, hash) and the events applied per chain. Raises :class:`ReorgDetected`, ChainError or
-    ``httpx.HTTPError`` from the indexers.
+    (block number, hash) and the events applied per chain. Raises :class:`ReorgDetected` or ChainError
+    (:class:`chain.rpc.RpcUnavailable` when a node does not answer) from the indexers.
     """
     engine = make_engine("sqlite://")
     Base.metadata.create_all(engine)
@@ -376,7 +375,7 @@ def drift_report(session: Session, chains: Sequence[ChainSource]) -> DriftReport
         caps[src.chain_id] = min(number, heads[src.chain_id])
     try:
         sessions, rebuilt, events = rebuild(chains, caps)
-    except (ChainError, httpx.HTTPError, ReorgDetected) as exc:
+    except (ChainError, ReorgDetected) as exc:
         raise DriftError(4, "rebuild", f"{type(exc).__name__}: {exc}") from exc
 
     for src in chains:

@@ -322,7 +322,7 @@ def build_bundle(
 
     Raises :class:`BundleBuildError` when the version is not on chain or the node's block data do not
     re-encode to the header's roots (e.g. a transaction type :mod:`chain.proofs` does not know),
-    :class:`chain.rpc.RpcError` / ``httpx.HTTPError`` for node errors."""
+    :class:`chain.rpc.RpcError` / :class:`chain.rpc.RpcUnavailable` for node errors."""
     address = to_checksum_address(directory_address)
     found = record_events(rpc, address, kind, code)
     version_event, retired_event, primary = EVENTS[kind]
@@ -790,7 +790,7 @@ def verify_document(
 
     Fails closed (``ok`` False with a ``failure``) on an empty or non-object document, a document without a
     code, or a code with no committed version; node errors propagate (:class:`chain.rpc.RpcError`,
-    ``httpx.HTTPError``)."""
+    :class:`chain.rpc.RpcUnavailable`)."""
     if not isinstance(document, dict) or not document:
         return DocumentResult(False, kind or "record", "", failure=f"document: expected a non-empty JSON object, "
                                                                    f"got {document!r:.40}")

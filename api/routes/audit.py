@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import httpx
 from fastapi import APIRouter, Body, Query
 
 from api.deps import ServicesDep, SessionDep
@@ -32,6 +31,7 @@ from api.schemas import (
     RecordHistoryPublic,
     RecordVerificationPublic,
 )
+from chain.errors import ChainError
 from registry import audit
 from registry.drift import DriftError, chain_sources, drift_report
 
@@ -108,7 +108,7 @@ def verify(
         found = audit.verify_record(chain_sources(services.chains), document, kind)
     except audit.AuditInputError as exc:
         raise ApiProblem(422, "invalid-document", "The document cannot be verified", str(exc)) from exc
-    except httpx.HTTPError as exc:
+    except ChainError as exc:  # the node did not answer (RpcUnavailable) or answered an error (RpcError)
         raise _unavailable(exc) from exc
     return RecordVerificationPublic.model_validate(found, from_attributes=True)
 
