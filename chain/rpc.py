@@ -61,8 +61,7 @@ class Rpc:
     def _post(self, method: str, body: object) -> Any:
         """POST ``body`` as JSON and return the decoded JSON reply. Raises :class:`RpcUnavailable`."""
         try:
-            reply = self._pool.urlopen("POST", self._path, body=json.dumps(body).encode(), headers=_HEADERS,
-                                       retries=False)
+            reply = self._pool.urlopen("POST", self._path, body=json.dumps(body).encode(), headers=_HEADERS)
         except TransportError as exc:
             raise RpcUnavailable(self.url, method, f"{type(exc).__name__}: {exc}") from exc
         if reply.status != 200:
