@@ -50,9 +50,10 @@ from chain.relay import (
     relay_items,
 )
 from chain.rpc import RpcError
-from chain.sender import Receipt, TxSender
+from chain.sender import TxSender
 from registry.db import RelayCheckpoint, RelayFailure
 from registry.errors import RegistryError, ReorgDetected
+from registry.relay_sender import RelaySender
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +169,10 @@ class RelayJob:
     ``settle_journal``: settle the relayer's unsettled transactions at the start of every pass (step 2). A caller
     running several jobs of one relayer at once passes False and calls :func:`settle_sender` itself between
     rounds: a job would otherwise wait for another job's transaction in flight.
+
+    ``relay_sender``: the :class:`RelaySender` the job's batches go through; jobs of sibling children sharing one
+    (same parent, same relayer) have their batches carried together, several to a ``relay`` transaction. None: a
+    sender of the job's own (one batch per transaction).
     """
 
     def __init__(
@@ -186,6 +191,7 @@ class RelayJob:
         start_block: int = 0,
         attach: Callable[[int, str], bool] | None = None,
         settle_journal: bool = True,
+        relay_sender: RelaySender | None = None,
     ) -> None:
         if confirmations < 0 or max_range < 1 or batch_size < 1 or start_block < 0:
             raise ValueError(
@@ -210,6 +216,15 @@ class RelayJob:
         self.start_block = start_block
         self.attach = attach
         self.settle_journal = settle_journal
+        if relay_sender is not None and (
+            relay_sender.parent.chain_id, relay_sender.parent.address, relay_sender.sender.address
+        ) != (parent.chain_id, parent.address, parent.sender.address):
+            raise ValueError(
+                f"relay_sender sends to {relay_sender.parent.chain_id}:{relay_sender.parent.address} from "
+                f"{relay_sender.sender.address}, the job's parent is {parent.chain_id}:{parent.address} and its "
+                f"relayer {parent.sender.address}"
+            )
+        self.relay_sender = relay_sender or RelaySender(parent, max_items=batch_size, max_gas=max_gas)
         self._attach_asked: set[tuple[int, str]] = set()
         self.child = DirectoryClient(fetcher.rpc, self.directory, chain_id)
         self._scope: JurisdictionScope | None = None
@@ -264,6 +279,10 @@ class RelayJob:
         :class:`ReorgDetected` if the checkpoint's block left the child chain (nothing is applied), and
         whatever the RPC or the database raise (the checkpoint then stays where it was; a re-run resumes).
         """
+        with self.relay_sender.participant():
+            return self._run_once(progress)
+
+    def _run_once(self, progress: Progress | None) -> SyncReport:
         started = time.monotonic()
         report = SyncReport()
         self._failed_txs = 0
@@ -313,6 +332,10 @@ class RelayJob:
 
         Raises ValueError for a range reaching past ``head − confirmations``, and as :meth:`run_once`.
         """
+        with self.relay_sender.participant():
+            return self._backfill(from_block, to_block, progress)
+
+    def _backfill(self, from_block: int, to_block: int, progress: Progress | None) -> SyncReport:
         started = time.monotonic()
         report = SyncReport()
         self._failed_txs = 0
@@ -538,31 +561,23 @@ class RelayJob:
         return True
 
     def _send(self, batch: list[RelayItem], gas: int, report: SyncReport) -> list[RelayItem]:
-        """Send one ``relay`` transaction and wait for it; returns the items to try again (empty on success)."""
-        tx_hash = self.sender.send(self.parent.address, self._data(batch), gas,
-                                   label=f"relay×{len(batch)}")
-        report.transactions.append(tx_hash)
-        try:
-            receipt: Receipt = self.sender.wait(tx_hash)
-        except TransactionFailed:
-            # Mined but reverted: the state moved between estimate and inclusion (e.g. another instance of this
-            # job relayed some of these origins). Drop what the parent now holds and try the rest again.
-            self._failed_txs += 1
-            if self._failed_txs > MAX_FAILED_TXS:
-                raise
-            raw = self.parent.rpc.call("eth_getTransactionReceipt", [tx_hash])
-            report.gas_used += int(raw["gasUsed"], 16) if raw else 0
-            again = [it for it, held in zip(batch, self._held(batch), strict=True) if not held]
-            report.skipped += len(batch) - len(again)
-            return again
-        report.gas_used += receipt.gas_used
-        relayed_topic = self.parent.codec.topics_by_name["Relayed"]
-        report.added += sum(
-            1 for lg in receipt.logs
-            if lg["topics"] and bytes.fromhex(lg["topics"][0][2:]) == relayed_topic
-            and to_checksum_address(lg["address"]) == self.parent.address
-        )
-        return []
+        """Relay ``batch`` through :attr:`relay_sender` (possibly in one transaction with other children's batches)
+        and wait for it; returns the items to try again (empty on success)."""
+        sent = self.relay_sender.send(batch, gas)
+        report.transactions.append(sent.tx_hash)
+        report.gas_used += sent.gas_used
+        if sent.mined:
+            report.added += sent.added
+            return []
+        # Mined but reverted: the state moved between estimate and inclusion (e.g. another instance of this job
+        # relayed some of these origins, or another child's batch in the same transaction was refused). Drop what
+        # the parent now holds and try the rest again.
+        self._failed_txs += 1
+        if self._failed_txs > MAX_FAILED_TXS:
+            raise TransactionFailed(sent.tx_hash, sent.block_number)
+        again = [it for it, held in zip(batch, self._held(batch), strict=True) if not held]
+        report.skipped += len(batch) - len(again)
+        return again
 
     # ------------------------------------------------------------------ failures and checkpoint
 

@@ -4,9 +4,11 @@ district → city, run in rounds.
 The children are read from the index (the factory's ``DirectoryCreated`` events for the service's relayer):
 every directory whose home has a parent jurisdiction is relayed to its parent's directory, streets before
 districts in each round, so a street record usually reaches the city in one round. Within a tier the children's
-passes run in a pool of ``workers`` threads: each pass has at most one ``relay`` transaction in flight, so the
-pool keeps up to ``workers`` in flight (children of one tier never depend on each other: each relays its own
-origins, and a district's copies of its streets' records were relayed in the street phase before).
+passes run in a pool of ``workers`` threads, siblings next to each other (children of one tier never depend on
+each other: each relays its own origins, and a district's copies of its streets' records were relayed in the
+street phase before). Each pass has at most one batch in flight; the passes of siblings share one
+:class:`registry.relay_sender.RelaySender` for their parent, so while one ``relay`` transaction to that parent
+is in flight the others' batches gather and go out together in the next (fewer transactions, so fewer blocks).
 
 The lag of each child (in blocks and seconds of its chain, see :meth:`RelayJob.lag`) after its latest pass is
 kept for ``dirchain status``, ``GET /health`` and ``GET /metrics``.
@@ -29,6 +31,7 @@ from chain.logs import LogFetcher
 from registry.db import DirectoryRow, JurisdictionRow
 from registry.directories import Directories, TierChain
 from registry.errors import ReorgDetected
+from registry.relay_sender import RelaySender
 from registry.sync import RelayJob, RelayNotRegistered, settle_sender
 
 log = logging.getLogger(__name__)
@@ -89,6 +92,8 @@ class TierSync:
     _scanned: dict[int, int] = field(default_factory=dict)
     #: Directories that are not children to relay (the root, or made by another relayer), not looked at again.
     _not_children: set[tuple[int, str]] = field(default_factory=set)
+    #: One relay sender per parent directory (chain id, address), shared by the jobs of its children.
+    _senders: dict[tuple[int, str], RelaySender] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _discover(self) -> None:
@@ -130,6 +135,9 @@ class TierSync:
     def _job(self, chain: TierChain, row: DirectoryRow, parent_chain: TierChain, parent_address: str) -> RelayJob:
         parent = DirectoryClient(parent_chain.rpc, parent_address, parent_chain.chain_id, parent_chain.sync)
         fetcher = LogFetcher.from_rpc(chain.rpc, row.address)
+        with self._lock:
+            shared = self._senders.setdefault((parent.chain_id, parent.address),
+                                              RelaySender(parent, max_items=self.batch_size))
         return RelayJob(
             fetcher,
             ContractCodec(parent.abi),
@@ -142,6 +150,7 @@ class TierSync:
             start_block=row.block_number,
             attach=lambda chain_id, address: self.directories.attach(parent, chain_id, address),
             settle_journal=False,  # settled once per round for all jobs (run_once): they share the relayer
+            relay_sender=shared,
         )
 
     def _scan(self, children: list[_Child]) -> None:
