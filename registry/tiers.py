@@ -83,7 +83,7 @@ class TierSync:
     sessions: sessionmaker[Session]
     interval_s: float = 1.0
     batch_size: int = 50
-    workers: int = 8
+    workers: int = 16
     rounds: int = 0
     relayed: int = 0
     busy_s: float = 0.0
