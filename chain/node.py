@@ -71,8 +71,9 @@ class AnvilNode:
     deeper than any confirmation depth used here, and no more. Without a bound anvil keeps every block's state and
     writes the overflow to ``~/.foundry/anvil/tmp``, never removed when it is killed: a Beijing-scale run left
     32 GB there. At Beijing scale each kept state costs ~15 MiB of RSS: 256 states peaked at 4.9 GiB and 64 at
-    1.9 GiB; 16 are kept (the reorganisations the tests make are a few blocks deep); at the medium scale 32 states
-    peaked at 146 MiB against 526 MiB keeping anvil's default in memory (``--max-persisted-states 0``).
+    1.9 GiB; :data:`HISTORY_STATES` are kept (the deepest reorganisation the tests make is 7 blocks); at the medium
+    scale 32 states peaked at 146 MiB against 526 MiB keeping anvil's default in memory (``--max-persisted-states
+    0``).
     Blocks, transactions, receipts and logs are all kept either way.
     """
 

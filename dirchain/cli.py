@@ -38,10 +38,12 @@ SEED_FILE = PROJECT_ROOT / "data" / "beijing-seed-directory.json"
 SEED_SHARING_FILE = PROJECT_ROOT / "data" / "beijing-seed-sharing.json"
 
 
-def _load(path: Path, api_url: str, sharing_path: Path | None = None, workers: int = 8) -> bool:
+def _load(path: Path, api_url: str, sharing_path: Path | None = None, workers: int = 8,
+          summary_json: Path | None = None) -> bool:
     """Load ``path`` and then the sharing requests of ``sharing_path`` (default: the sharing file next to
     ``path``, see :func:`registry.loader.sharing_file_for`) through the API at ``api_url`` with a
-    progress bar; prints the summary; True if all went in."""
+    progress bar; prints the summary (and writes it as JSON to ``summary_json``, see
+    :meth:`registry.loader.LoadSummary.as_json`); True if all went in."""
     from registry.keystore import Keystore
     from registry.loader import DirectoryLoader, read_sharing, sharing_file_for
     from registry.seed import directory_counts, read_directory
@@ -66,10 +68,14 @@ def _load(path: Path, api_url: str, sharing_path: Path | None = None, workers: i
         loader = DirectoryLoader(api_url, Keystore(s.home / "keys", s.keystore_password), deadline_s=s.deadline_s,
                                  workers=workers, progress=on_progress)
         summary = loader.load(directory, sharing)
-    table = Table("phase", "added", "updated", "unchanged", "failed", title="load summary")
+    table = Table("phase", "added", "updated", "unchanged", "failed", "seconds", title="load summary")
     for phase, p in summary.phases.items():
-        table.add_row(phase, str(p.added), str(p.updated), str(p.unchanged), str(len(p.failed)))
+        table.add_row(phase, str(p.added), str(p.updated), str(p.unchanged), str(len(p.failed)), f"{p.seconds:.1f}")
+        if phase == "catalogs" and summary.sync_wait_s:
+            table.add_row("(tier sync before sharing)", "", "", "", "", f"{summary.sync_wait_s:.1f}")
     console.print(table)
+    if summary_json is not None:
+        summary_json.write_text(json.dumps(summary.as_json(), ensure_ascii=False, indent=1), encoding="utf-8")
     for phase, p in summary.phases.items():
         for code, status, detail in p.failed:
             console.print(f"[red]{phase} {code}: HTTP {status}: {detail}[/red]")
@@ -164,11 +170,13 @@ def load(
                                                  help="sharing requests file (default: <name>-sharing.json next to "
                                                       "<name>-directory.json, if any)")] = None,
     workers: Annotated[int, typer.Option(min=1, max=256, help="concurrent API requests")] = 8,
+    summary_json: Annotated[Path | None, typer.Option(dir_okay=False, help="also write the summary (counts and "
+                                                      "seconds per phase) as JSON to this file")] = None,
 ) -> None:
     """Register a directory file through the API — jurisdictions, departments, keys, systems, catalogs,
     then its sharing requests — each record signed by its department's key from the keystore under
     DIRCHAIN_HOME."""
-    ok = _load(path, api or settings().api_url, sharing, workers)
+    ok = _load(path, api or settings().api_url, sharing, workers, summary_json)
     raise typer.Exit(0 if ok else 1)
 
 

@@ -159,19 +159,34 @@ def seed_nonce(*parts: str) -> int:
 @dataclass
 class PhaseSummary:
     """Outcome of one phase: counts of ``added``, ``updated``, ``unchanged`` and ``failed`` records,
-    and each failure as (code, HTTP status, problem detail)."""
+    each failure as (code, HTTP status, problem detail), and ``seconds``: wall time of the phase (signing,
+    requests and the wait until its transactions are indexed)."""
 
     added: int = 0
     updated: int = 0
     unchanged: int = 0
     failed: list[tuple[str, int, str]] = field(default_factory=list)
+    seconds: float = 0.0
 
 
 @dataclass
 class LoadSummary:
-    """Per-phase outcome of a load; ``ok`` when nothing failed."""
+    """Per-phase outcome of a load; ``ok`` when nothing failed. ``sync_wait_s``: seconds spent waiting for the
+    tier sync to bring the records up before the sharing requests (0 without tiers or sharing)."""
 
     phases: dict[str, PhaseSummary] = field(default_factory=dict)
+    sync_wait_s: float = 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        """``{"ok", "sync_wait_s", "phases": {name: {"added", "updated", "unchanged", "failed", "seconds"}}}``,
+        ``failed`` a count (seconds rounded to 0.1)."""
+        return {
+            "ok": self.ok,
+            "sync_wait_s": round(self.sync_wait_s, 1),
+            "phases": {name: {"added": p.added, "updated": p.updated, "unchanged": p.unchanged,
+                              "failed": len(p.failed), "seconds": round(p.seconds, 1)}
+                       for name, p in self.phases.items()},
+        }
 
     @property
     def ok(self) -> bool:
@@ -272,6 +287,7 @@ class DirectoryLoader:
         :class:`Refusal`) and POST what it prepared, ``workers`` at a time, then wait until every transaction is
         indexed; returns the codes posted. Jobs run in the pool so that existence checks, key loading and
         signing overlap the requests instead of preceding them one by one."""
+        started = time.monotonic()
         total = len(jobs)
         done = 0
         self.progress(phase, 0, total)
@@ -307,6 +323,7 @@ class DirectoryLoader:
                 done += 1
                 self.progress(phase, done, total)
         self._await_indexed(phase, tx_hashes)
+        summary.seconds += time.monotonic() - started
         return posted
 
     def _await_indexed(self, phase: str, tx_hashes: set[str]) -> None:
@@ -346,7 +363,9 @@ class DirectoryLoader:
         self._records("systems", directory.systems, summary)
         self._records("catalogs", directory.catalogs, summary)
         if sharing:
+            started = time.monotonic()
             self._await_synced()
+            summary.sync_wait_s = time.monotonic() - started
             self._sharing(directory, sharing, summary)
         return summary
 
@@ -450,7 +469,9 @@ class DirectoryLoader:
                                                         for seed, _, rid in resolved], phase)
         phase.unchanged += sum(1 for _, _, rid in resolved if rid not in acted)
 
+        started = time.monotonic()
         self._await_outcomes(resolved, phase)
+        phase.seconds += time.monotonic() - started
 
     def _request_job(self, seed: SharingSeed, requester: str, catalog: CatalogRecord, indexed: dict[str, Any] | None,
                      requests: dict[str, dict[str, Any]], resolved: list[tuple[SharingSeed, str, str]]) -> Prepared:

@@ -235,6 +235,14 @@ class TierSync:
         child.lag.error = None
         return report.added
 
+    def relay_counts(self) -> dict[str, int]:
+        """``relay_transactions`` sent to the parents so far and the ``relay_batches`` (one per child pass that
+        had something to send) they carried: their ratio is how many children's batches a transaction carries."""
+        with self._lock:
+            senders = list(self._senders.values())
+        return {"relay_transactions": sum(s.transactions for s in senders),
+                "relay_batches": sum(s.batches for s in senders)}
+
     def lags(self) -> list[ChildLag]:
         """Each child's state after its latest pass, lower tiers first."""
         with self._lock:

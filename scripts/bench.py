@@ -175,8 +175,10 @@ def run_load(run: Running, directory_file: Path, sharing_file: Path, workers: in
     anvil = run.anvil_pid()
     cpu_before = (_cpu_s(os.getpid()), _cpu_s(anvil) if anvil else 0.0, _children_cpu_s())
     started = time.monotonic()
+    summary_file = directory_file.with_suffix(".summary.json")
     proc = subprocess.run([sys.executable, "-m", "dirchain", "load", str(directory_file), "--api", run.url,
-                           "--workers", str(workers)], env=env, capture_output=True, text=True, timeout=3600)
+                           "--workers", str(workers), "--summary-json", str(summary_file)],
+                          env=env, capture_output=True, text=True, timeout=3600)
     loaded_s = time.monotonic() - started
     loader._await_synced()
     city_s = time.monotonic() - started
@@ -184,6 +186,8 @@ def run_load(run: Running, directory_file: Path, sharing_file: Path, workers: in
     cpu = {name: round(after - before, 1) for name, before, after in zip(("service", "anvil", "loader"),
                                                                           cpu_before, cpu_after, strict=True)}
     figures.memory["loader_mib"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
+    if anvil:  # anvil's high-water mark when the load ends (the run's peak comes later if anvil grows further)
+        figures.memory["anvil_after_load_mib"] = round(_vm_hwm_mib(anvil), 1)
     records = (len(directory.jurisdictions) - 4 + 2 * len(directory.departments) + len(directory.systems)
                + len(directory.catalogs) + len(sharing) + sum(1 for r in sharing if r.decision is not None)
                + sum(1 for r in sharing if r.revocation is not None))
@@ -202,10 +206,22 @@ def run_load(run: Running, directory_file: Path, sharing_file: Path, workers: in
         "seed_load_s": round(seed_s, 1), "workers": workers,
         "cpu_s": cpu, "cpu_busy": round(sum(cpu.values()) / (city_s * (os.cpu_count() or 1)), 2),
         "jurisdictions": len(directory.jurisdictions), "catalogs": len(directory.catalogs),
-        "systems": len(directory.systems),
+        "systems": len(directory.systems), "phases_s": _phase_seconds(summary_file),
     }
     _say(f"load: {records} submissions in {loaded_s:.1f} s ({records / loaded_s:.0f}/s); city complete after "
          f"{city_s:.1f} s; city holds {held} of {expected}; failed {failed}")
+
+
+def _phase_seconds(summary_file: Path) -> dict[str, float]:
+    """Wall seconds of each phase of ``dirchain load`` (its ``--summary-json``), the wait for the tier sync before
+    the sharing requests included; empty if the loader wrote no summary."""
+    if not summary_file.exists():
+        return {}
+    summary = json.loads(summary_file.read_text(encoding="utf-8"))
+    phases = {name: p["seconds"] for name, p in summary["phases"].items()}
+    if summary["sync_wait_s"]:
+        phases["tier sync before sharing"] = summary["sync_wait_s"]
+    return phases
 
 
 # ---------------------------------------------------------------------------------------- 2. gas
@@ -330,7 +346,7 @@ def run_sync_figures(run: Running, figures: Figures) -> None:
     assert sync is not None
     figures.sync = {"relayed": sync.relayed, "busy_s": round(sync.busy_s, 1), "rounds": sync.rounds,
                     "items_per_busy_s": round(sync.relayed / sync.busy_s) if sync.busy_s else None,
-                    "children": len(sync.lags())}
+                    "children": len(sync.lags()), **sync.relay_counts()}
     _say(f"sync: {figures.sync}")
 
 

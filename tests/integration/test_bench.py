@@ -29,6 +29,9 @@ def test_bench_small_scale_measures_every_section(tmp_path: Path) -> None:
     assert load["records_per_s"] > 0 and load["until_city_holds_everything_s"] > 0
     assert set(load["cpu_s"]) == {"service", "anvil", "loader"} and all(v > 0 for v in load["cpu_s"].values())
     assert load["cpu_busy"] > 0
+    phases = load["phases_s"]
+    assert {"jurisdictions", "departments", "department keys", "systems", "catalogs", "sharing"} <= set(phases)
+    assert all(v >= 0 for v in phases.values()) and phases["catalogs"] > 0, phases
     gas = f["gas"]
     for key in ("catalog_version", "system_version", "sharing_request", "sharing_decision", "relayed_record",
                 "new_jurisdiction"):
@@ -36,6 +39,7 @@ def test_bench_small_scale_measures_every_section(tmp_path: Path) -> None:
     assert gas["directories"] == 11  # 北京市, 东城区, 西城区, 大兴区 + the seed's 4 streets + 3 generated streets
     assert f["reindex"]["events"] > 1000 and f["reindex"]["rows_equal_to_service_index"] is True
     assert f["sync"]["relayed"] > 0 and f["sync"]["children"] == 10
+    assert 0 < f["sync"]["relay_transactions"] <= f["sync"]["relay_batches"]
     assert f["audit"]["requests"] == 80 and f["audit"]["http_rps"] > 0
     assert f["references"]["ours_per_s"] > 0 and f["references"]["raw_per_s"] > 0
     assert f["references"]["common_per_s"] > 0

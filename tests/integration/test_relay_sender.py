@@ -97,6 +97,14 @@ def gas_for(relay: RelaySender, batch: list[RelayItem]) -> int:
     return relay.sender.budget_gas(relay.parent.address, data, len(batch))
 
 
+def wait_queued(relay: RelaySender, count: int) -> None:
+    """Wait (at most 30 s) until ``count`` batches wait for a transaction."""
+    deadline = time.monotonic() + 30
+    while relay.waiting() < count:
+        assert time.monotonic() < deadline, f"only {relay.waiting()} of {count} batches queued"
+        time.sleep(0.005)
+
+
 def send_behind_a_gate(relay: RelaySender, gate: GatedSender, first: list[RelayItem],
                        others: list[list[RelayItem]]) -> list[SentBatch]:
     """Hand ``first`` in, hold its transaction until every batch of ``others`` waits, then let everything go."""
@@ -104,10 +112,7 @@ def send_behind_a_gate(relay: RelaySender, gate: GatedSender, first: list[RelayI
         futures: list[Future[SentBatch]] = [pool.submit(relay.send, first, gas_for(relay, first))]
         assert gate.entered.wait(30)
         futures += [pool.submit(relay.send, batch, 300_000 * len(batch) + 100_000) for batch in others]
-        deadline = time.monotonic() + 30
-        while relay.waiting() < len(others):
-            assert time.monotonic() < deadline, f"only {relay.waiting()} of {len(others)} batches queued"
-            time.sleep(0.005)
+        wait_queued(relay, len(others))
         gate.release.set()
         return [f.result(timeout=60) for f in futures]
 
@@ -159,8 +164,7 @@ def test_an_error_while_sending_reaches_every_batch_of_the_transaction(world: Ti
         first = pool.submit(relay.send, items[:2], gas_for(relay, items[:2]))
         assert gate.entered.wait(30)
         others = [pool.submit(relay.send, [it], 400_000) for it in items[2:]]
-        while relay.waiting() < 2:
-            time.sleep(0.005)
+        wait_queued(relay, 2)
         gate.release.set()
         assert first.result(timeout=60).added == 2
         for other in others:
@@ -193,10 +197,7 @@ def test_a_transaction_waits_until_every_job_in_a_pass_has_its_batch_in(world: T
         late = pool.submit(late_job)
         assert joined.wait(30)
         early = pool.submit(early_job)
-        deadline = time.monotonic() + 30
-        while relay.waiting() < 1:
-            assert time.monotonic() < deadline
-            time.sleep(0.005)
+        wait_queued(relay, 1)
         time.sleep(0.2)
         assert relay.waiting() == 1 and relay.transactions == 0  # the early batch waits for the late job
         go.set()
@@ -224,10 +225,7 @@ def test_a_job_ending_its_pass_without_a_batch_lets_the_transaction_go(world: Ti
         idle = pool.submit(idle_job)
         assert joined.wait(30)
         busy = pool.submit(busy_job)
-        deadline = time.monotonic() + 30
-        while relay.waiting() < 1:
-            assert time.monotonic() < deadline
-            time.sleep(0.005)
+        wait_queued(relay, 1)
         leave.set()
         idle.result(timeout=30)
         sent = busy.result(timeout=30)
