@@ -176,13 +176,17 @@ class LoadSummary:
 
     phases: dict[str, PhaseSummary] = field(default_factory=dict)
     sync_wait_s: float = 0.0
+    #: Wall seconds of each step as the progress bar names it (``jurisdictions (street)``, ``sharing decisions``,
+    #: ``sharing outcomes``, ``tier sync`` …), in order: the phases in finer grain.
+    steps_s: dict[str, float] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
-        """``{"ok", "sync_wait_s", "phases": {name: {"added", "updated", "unchanged", "failed", "seconds"}}}``,
-        ``failed`` a count (seconds rounded to 0.1)."""
+        """``{"ok", "sync_wait_s", "steps_s", "phases": {name: {"added", "updated", "unchanged", "failed",
+        "seconds"}}}``, ``failed`` a count (seconds rounded to 0.1)."""
         return {
             "ok": self.ok,
             "sync_wait_s": round(self.sync_wait_s, 1),
+            "steps_s": {name: round(v, 1) for name, v in self.steps_s.items()},
             "phases": {name: {"added": p.added, "updated": p.updated, "unchanged": p.unchanged,
                               "failed": len(p.failed), "seconds": round(p.seconds, 1)}
                        for name, p in self.phases.items()},
@@ -221,6 +225,7 @@ class DirectoryLoader:
         self.keystore = keystore
         self.deadline_s = deadline_s
         self.workers = workers
+        self._steps: dict[str, float] = {}  # wall seconds per step of the current load (LoadSummary.steps_s)
         self.index_timeout_s = index_timeout_s
         self.progress = progress or (lambda phase, done, total: None)
         self._eip712: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
@@ -324,6 +329,7 @@ class DirectoryLoader:
                 self.progress(phase, done, total)
         self._await_indexed(phase, tx_hashes)
         summary.seconds += time.monotonic() - started
+        self._steps[phase] = time.monotonic() - started
         return posted
 
     def _await_indexed(self, phase: str, tx_hashes: set[str]) -> None:
@@ -349,7 +355,8 @@ class DirectoryLoader:
 
         Raises :class:`LoadError` if a phase's transactions are not indexed in time.
         """
-        summary = LoadSummary()
+        self._steps = {}
+        summary = LoadSummary(steps_s=self._steps)
         admin = self.keystore.account("administrator")
         jur = summary.phases.setdefault("jurisdictions", PhaseSummary())
         for tier in (Tier.CITY, Tier.DISTRICT, Tier.STREET):
@@ -365,7 +372,7 @@ class DirectoryLoader:
         if sharing:
             started = time.monotonic()
             self._await_synced()
-            summary.sync_wait_s = time.monotonic() - started
+            summary.sync_wait_s = self._steps["tier sync"] = time.monotonic() - started
             self._sharing(directory, sharing, summary)
         return summary
 
@@ -471,7 +478,8 @@ class DirectoryLoader:
 
         started = time.monotonic()
         self._await_outcomes(resolved, phase)
-        phase.seconds += time.monotonic() - started
+        self._steps["sharing outcomes"] = time.monotonic() - started
+        phase.seconds += self._steps["sharing outcomes"]
 
     def _request_job(self, seed: SharingSeed, requester: str, catalog: CatalogRecord, indexed: dict[str, Any] | None,
                      requests: dict[str, dict[str, Any]], resolved: list[tuple[SharingSeed, str, str]]) -> Prepared:

@@ -206,22 +206,19 @@ def run_load(run: Running, directory_file: Path, sharing_file: Path, workers: in
         "seed_load_s": round(seed_s, 1), "workers": workers,
         "cpu_s": cpu, "cpu_busy": round(sum(cpu.values()) / (city_s * (os.cpu_count() or 1)), 2),
         "jurisdictions": len(directory.jurisdictions), "catalogs": len(directory.catalogs),
-        "systems": len(directory.systems), "phases_s": _phase_seconds(summary_file),
+        "systems": len(directory.systems), "steps_s": _step_seconds(summary_file),
     }
     _say(f"load: {records} submissions in {loaded_s:.1f} s ({records / loaded_s:.0f}/s); city complete after "
          f"{city_s:.1f} s; city holds {held} of {expected}; failed {failed}")
 
 
-def _phase_seconds(summary_file: Path) -> dict[str, float]:
-    """Wall seconds of each phase of ``dirchain load`` (its ``--summary-json``), the wait for the tier sync before
-    the sharing requests included; empty if the loader wrote no summary."""
+def _step_seconds(summary_file: Path) -> dict[str, float]:
+    """Wall seconds of each step of ``dirchain load`` (``steps_s`` of its ``--summary-json``: each tier's
+    jurisdictions, departments, …, sharing requests, decisions, revocations, outcomes, and the wait for the tier
+    sync before the sharing requests); empty if the loader wrote no summary."""
     if not summary_file.exists():
         return {}
-    summary = json.loads(summary_file.read_text(encoding="utf-8"))
-    phases = {name: p["seconds"] for name, p in summary["phases"].items()}
-    if summary["sync_wait_s"]:
-        phases["tier sync before sharing"] = summary["sync_wait_s"]
-    return phases
+    return dict(json.loads(summary_file.read_text(encoding="utf-8"))["steps_s"])
 
 
 # ---------------------------------------------------------------------------------------- 2. gas

@@ -29,9 +29,10 @@ def test_bench_small_scale_measures_every_section(tmp_path: Path) -> None:
     assert load["records_per_s"] > 0 and load["until_city_holds_everything_s"] > 0
     assert set(load["cpu_s"]) == {"service", "anvil", "loader"} and all(v > 0 for v in load["cpu_s"].values())
     assert load["cpu_busy"] > 0
-    phases = load["phases_s"]
-    assert {"jurisdictions", "departments", "department keys", "systems", "catalogs", "sharing"} <= set(phases)
-    assert all(v >= 0 for v in phases.values()) and phases["catalogs"] > 0, phases
+    steps = load["steps_s"]
+    assert {"jurisdictions (street)", "departments", "department keys", "systems", "catalogs", "tier sync",
+            "sharing requests", "sharing decisions", "sharing outcomes"} <= set(steps), steps
+    assert all(v >= 0 for v in steps.values()) and steps["catalogs"] > 0, steps
     gas = f["gas"]
     for key in ("catalog_version", "system_version", "sharing_request", "sharing_decision", "relayed_record",
                 "new_jurisdiction"):
