@@ -62,7 +62,8 @@ class Keystore:
         self._password = password
         self._iterations = iterations
         self._cache: dict[str, LocalAccount] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _label_locks
+        self._label_locks: dict[str, threading.Lock] = {}  # one per label: keys are made or decrypted in parallel
 
     def __repr__(self) -> str:
         return f"Keystore(folder={str(self._folder)!r})"
@@ -85,7 +86,14 @@ class Keystore:
         password, is malformed, or belongs to another label; ``OSError`` if the folder is unusable.
         """
         _check_label(label)
+        cached = self._cache.get(label)
+        if cached is not None:
+            return cached
         with self._lock:
+            label_lock = self._label_locks.setdefault(label, threading.Lock())
+        # One label at a time, different labels at once: the key derivation (PBKDF2, which releases the GIL) and the
+        # fsync of a new keyfile take tens of milliseconds each, and a loader asks for hundreds of keys at once.
+        with label_lock:
             cached = self._cache.get(label)
             if cached is not None:
                 return cached

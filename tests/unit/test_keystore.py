@@ -153,3 +153,28 @@ def test_concurrent_first_use_yields_one_key(tmp_path: Path) -> None:
         t.join()
     assert len(set(addresses)) == 1
     assert Keystore(tmp_path).address("relayer") == addresses[0]
+
+
+def test_one_store_shared_by_threads_makes_each_label_once(tmp_path: Path) -> None:
+    """Per-label locking: threads asking one store for the same new label get one key; other labels their own."""
+    store = Keystore(tmp_path, iterations=2)
+    labels = [f"DEPT{i % 3}" for i in range(12)]
+    got: list[tuple[str, str]] = []
+    lock = threading.Lock()
+
+    def use(label: str) -> None:
+        address = store.address(label)
+        with lock:
+            got.append((label, address))
+
+    threads = [threading.Thread(target=use, args=(label,)) for label in labels]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    by_label = {label: {a for lbl, a in got if lbl == label} for label in set(labels)}
+    assert all(len(addresses) == 1 for addresses in by_label.values()), by_label
+    assert len({next(iter(a)) for a in by_label.values()}) == 3
+    assert sorted(store.labels()) == ["DEPT0", "DEPT1", "DEPT2"]
+    fresh = Keystore(tmp_path, iterations=2)
+    assert all(fresh.address(label) == next(iter(a)) for label, a in by_label.items())
