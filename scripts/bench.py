@@ -304,7 +304,9 @@ def _type(param: dict[str, Any]) -> str:
 
 
 def run_reindex(run: Running, home: Path, figures: Figures) -> None:
-    """Re-index every chain from block zero into an empty SQLite file."""
+    """Re-index every chain from block zero into an empty SQLite file, with the indexer's default block ranges (the
+    service's): anvil builds each ``eth_getLogs`` answer in memory, and 5,000-block ranges raised its peak RSS by
+    ~170 MiB at Beijing scale."""
     url = f"sqlite:///{home / 'reindex.sqlite'}"
     migrate(url)
     writer = session_factory(make_engine(url), writer=True)
@@ -313,7 +315,7 @@ def run_reindex(run: Running, home: Path, figures: Figures) -> None:
     total_events, started = 0, time.monotonic()
     for chain in run.service.chains.values():
         indexer = Indexer(LogFetcher.from_rpc(chain.rpc, chain.factory, topics=topics), codec, writer, chain.chain_id,
-                          chain.factory, start_block=0, creators={chain.relayer.address}, max_range=5000)
+                          chain.factory, start_block=0, creators={chain.relayer.address})  # the service's ranges
         total_events += indexer.run_once()
     elapsed = time.monotonic() - started
     operational = ("cursors", "relay_checkpoints", "relay_failures")
