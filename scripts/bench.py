@@ -239,8 +239,8 @@ def run_gas(run: Running, figures: Figures) -> None:
     items: Counter[str] = Counter()
     txs: Counter[str] = Counter()
     relayed_by_kind: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    # 25 blocks a request: each answer (full transactions, receipts with the records in their logs) is built in
-    # anvil's memory, and 200-block answers raised anvil's peak RSS by ~130 MiB at Beijing scale.
+    # 25 blocks a request: anvil builds each answer (full transactions, receipts with the records in their logs)
+    # in memory, and this section should not be what sets anvil's peak RSS.
     for start in range(0, head + 1, 25):
         numbers = list(range(start, min(head, start + 24) + 1))
         blocks = rpc.batch([("eth_getBlockByNumber", [hex(n), True]) for n in numbers])
