@@ -236,8 +236,8 @@ class TierSync:
         return report.added
 
     def relay_counts(self) -> dict[str, int]:
-        """``relay_transactions`` sent to the parents so far and the ``relay_batches`` (one per child pass that
-        had something to send) they carried: their ratio is how many children's batches a transaction carries."""
+        """``relay_transactions`` sent to the parents so far and the children's ``relay_batches`` they carried (a
+        job hands in one batch at a time): their ratio is how many batches a transaction carried on average."""
         with self._lock:
             senders = list(self._senders.values())
         return {"relay_transactions": sum(s.transactions for s in senders),
