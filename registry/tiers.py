@@ -136,8 +136,10 @@ class TierSync:
         parent = DirectoryClient(parent_chain.rpc, parent_address, parent_chain.chain_id, parent_chain.sync)
         fetcher = LogFetcher.from_rpc(chain.rpc, row.address)
         with self._lock:
-            shared = self._senders.setdefault((parent.chain_id, parent.address),
-                                              RelaySender(parent, max_items=self.batch_size))
+            shared = self._senders.get((parent.chain_id, parent.address))
+            if shared is None:
+                shared = self._senders[(parent.chain_id, parent.address)] = RelaySender(parent,
+                                                                                      max_items=self.batch_size)
         return RelayJob(
             fetcher,
             ContractCodec(parent.abi),
