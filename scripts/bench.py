@@ -29,6 +29,7 @@ import multiprocessing
 import os
 import platform
 import resource
+import socket
 import statistics
 import subprocess
 import sys
@@ -36,6 +37,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -66,6 +68,7 @@ from dirchain.service import Service, start_service  # noqa: E402
 from dirchain.settings import Settings  # noqa: E402
 from registry import queries  # noqa: E402
 from registry.db import make_engine, migrate, session_factory  # noqa: E402
+from registry.directories import TierChain  # noqa: E402
 from registry.generate import SCALES, dumps, generate_directory  # noqa: E402
 from registry.indexer import Indexer, indexer_codec  # noqa: E402
 from registry.keystore import Keystore  # noqa: E402
@@ -117,6 +120,16 @@ def _children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _port_free(port: int) -> bool:
+    """Whether TCP ``port`` on 127.0.0.1 can be bound now."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def _vm_hwm_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -130,11 +143,15 @@ def _vm_hwm_mib(pid: int) -> float:
 class Running:
     """The service under test with its API served over HTTP on loopback."""
 
-    def __init__(self, home: Path, block_time_s: float | None = None) -> None:
+    def __init__(self, home: Path, block_time_s: float | None = None, district_chain: bool = False) -> None:
+        anvil_port = free_port()
+        while district_chain and not _port_free(anvil_port + 1):  # the district chain's anvil takes the next port
+            anvil_port = free_port()
         self.settings = Settings(
-            home=home, database_url=f"sqlite:///{home / 'index.sqlite'}", rpc_url=None, anvil_port=free_port(),
+            home=home, database_url=f"sqlite:///{home / 'index.sqlite'}", rpc_url=None, anvil_port=anvil_port,
             confirmations=0, block_time_s=block_time_s, host="127.0.0.1", port=free_port(), max_body_bytes=256 * 1024,
             keystore_password="", deadline_s=3600, directories="per-jurisdiction", sync_interval_s=0.2,
+            district_chain=district_chain,
         )
         self.service: Service = start_service(self.settings)
         config = uvicorn.Config(create_app(self.service.services(), self.settings.max_body_bytes),
@@ -147,10 +164,18 @@ class Running:
         self.url = self.settings.api_url
         self.keys = Keystore(home / "keys")
 
-    def anvil_pid(self) -> int | None:
-        """The embedded anvil's process id (None when the chain is not embedded)."""
-        node = self.service.chains["city"].node
-        return node.process.pid if node and node.process else None
+    def anvil_pids(self) -> dict[str, int]:
+        """Process id of each embedded anvil by figure name: ``anvil`` (the city chain) and, with a district chain,
+        ``anvil_district``."""
+        pids = {}
+        for name, chain in self.service.chains.items():
+            if chain.node is not None and chain.node.process is not None:
+                pids["anvil" if name == "city" else f"anvil_{name}"] = chain.node.process.pid
+        return pids
+
+    def chain_of(self, chain_id: int) -> TierChain:
+        """The service's chain with EIP-155 id ``chain_id``."""
+        return next(chain for chain in self.service.chains.values() if chain.chain_id == chain_id)
 
     def stop(self) -> None:
         self.server.should_exit = True
@@ -172,8 +197,9 @@ def run_load(run: Running, directory_file: Path, sharing_file: Path, workers: in
     directory = read_directory(directory_file)
     sharing = read_sharing(sharing_file)
     env = {**os.environ, "DIRCHAIN_HOME": str(run.settings.home), "COLUMNS": "120"}
-    anvil = run.anvil_pid()
-    cpu_before = (_cpu_s(os.getpid()), _cpu_s(anvil) if anvil else 0.0, _children_cpu_s())
+    anvils = run.anvil_pids()
+    names = ("service", *anvils, "loader")
+    cpu_before = (_cpu_s(os.getpid()), *map(_cpu_s, anvils.values()), _children_cpu_s())
     started = time.monotonic()
     summary_file = directory_file.with_suffix(".summary.json")
     proc = subprocess.run([sys.executable, "-m", "dirchain", "load", str(directory_file), "--api", run.url,
@@ -182,12 +208,11 @@ def run_load(run: Running, directory_file: Path, sharing_file: Path, workers: in
     loaded_s = time.monotonic() - started
     loader._await_synced()
     city_s = time.monotonic() - started
-    cpu_after = (_cpu_s(os.getpid()), _cpu_s(anvil) if anvil else 0.0, _children_cpu_s())
-    cpu = {name: round(after - before, 1) for name, before, after in zip(("service", "anvil", "loader"),
-                                                                          cpu_before, cpu_after, strict=True)}
+    cpu_after = (_cpu_s(os.getpid()), *map(_cpu_s, anvils.values()), _children_cpu_s())
+    cpu = {name: round(after - before, 1) for name, before, after in zip(names, cpu_before, cpu_after, strict=True)}
     figures.memory["loader_mib"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
-    if anvil:  # anvil's high-water mark when the load ends (the run's peak comes later if anvil grows further)
-        figures.memory["anvil_after_load_mib"] = round(_vm_hwm_mib(anvil), 1)
+    for name, pid in anvils.items():  # high-water mark when the load ends (the run's peak comes later if it grows)
+        figures.memory[f"{name}_after_load_mib"] = round(_vm_hwm_mib(pid), 1)
     records = (len(directory.jurisdictions) - 4 + 2 * len(directory.departments) + len(directory.systems)
                + len(directory.catalogs) + len(sharing) + sum(1 for r in sharing if r.decision is not None)
                + sum(1 for r in sharing if r.revocation is not None))
@@ -224,21 +249,10 @@ def _step_seconds(summary_file: Path) -> dict[str, float]:
 # ---------------------------------------------------------------------------------------- 2. gas
 
 
-def run_gas(run: Running, figures: Figures) -> None:
-    """Gas per kind of record from every receipt of the chain (anvil's ``eth_getBlockReceipts``)."""
-    rpc = run.service.rpc
-    codec = indexer_codec()
-    selectors: dict[bytes, str] = {}
-    for name in ("Directory", "DirectoryFactory"):
-        for entry in load_artifact(name).abi:
-            if entry.get("type") == "function":
-                sig = f"{entry['name']}({','.join(_type(p) for p in entry['inputs'])})"
-                selectors[keccak(text=sig)[:4]] = entry["name"]
+def _transactions(rpc: Rpc) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """(transaction, receipt) of every transaction of the chain behind ``rpc``, in chain order (anvil's
+    ``eth_getBlockReceipts``)."""
     head = int(rpc.call("eth_blockNumber", []), 16)
-    gas: dict[str, int] = defaultdict(int)
-    items: Counter[str] = Counter()
-    txs: Counter[str] = Counter()
-    relayed_by_kind: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     # 25 blocks a request: anvil builds each answer (full transactions, receipts with the records in their logs)
     # in memory, and this section should not be what sets anvil's peak RSS.
     for start in range(0, head + 1, 25):
@@ -246,28 +260,44 @@ def run_gas(run: Running, figures: Figures) -> None:
         blocks = rpc.batch([("eth_getBlockByNumber", [hex(n), True]) for n in numbers])
         receipts = rpc.batch([("eth_getBlockReceipts", [hex(n)]) for n in numbers])
         for block, block_receipts in zip(blocks, receipts, strict=True):
-            for tx, receipt in zip(block["transactions"], block_receipts or [], strict=False):
-                method = selectors.get(bytes.fromhex(str(tx.get("input", "0x"))[2:10]), "other")
-                used = int(receipt["gasUsed"], 16)
-                events = Counter(ev.event for ev in map(codec.decode_log, receipt["logs"]) if ev is not None)
-                count = {"submitCatalogs": events["CatalogVersionRecorded"] + events["CatalogRetired"],
-                         "submitSystems": events["SystemVersionRecorded"] + events["SystemRetired"],
-                         "requestSharing": events["SharingRequested"], "decideSharing": events["SharingStatusChanged"],
-                         "revokeSharing": events["SharingStatusChanged"],
-                         "expireSharing": events["SharingStatusChanged"],
-                         "relay": events["Relayed"], "addJurisdictions": events["JurisdictionAdded"],
-                         "registerDepartments": events["DepartmentRegistered"],
-                         "setAccounts": events["DepartmentAccountSet"] + events["AdministratorSet"],
-                         "createDirectory": 1, "setChild": 1}.get(method, 1)
-                gas[method] += used
-                items[method] += count
-                txs[method] += 1
-                if method == "relay" and count:
-                    for ev in map(codec.decode_log, receipt["logs"]):
-                        if ev is not None and ev.event == "Relayed":
-                            kind = selectors.get(bytes(ev.args["selector"]), "?")
-                            relayed_by_kind[kind][1] += 1
-                    relayed_by_kind["_all"][0] += used
+            yield from zip(block["transactions"], block_receipts or [], strict=False)
+
+
+def run_gas(run: Running, figures: Figures) -> None:
+    """Gas per kind of record from every receipt of every chain."""
+    codec = indexer_codec()
+    selectors: dict[bytes, str] = {}
+    for name in ("Directory", "DirectoryFactory"):
+        for entry in load_artifact(name).abi:
+            if entry.get("type") == "function":
+                sig = f"{entry['name']}({','.join(_type(p) for p in entry['inputs'])})"
+                selectors[keccak(text=sig)[:4]] = entry["name"]
+    gas: dict[str, int] = defaultdict(int)
+    items: Counter[str] = Counter()
+    txs: Counter[str] = Counter()
+    relayed_by_kind: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for tx, receipt in (pair for chain in run.service.chains.values() for pair in _transactions(chain.rpc)):
+        method = selectors.get(bytes.fromhex(str(tx.get("input", "0x"))[2:10]), "other")
+        used = int(receipt["gasUsed"], 16)
+        events = Counter(ev.event for ev in map(codec.decode_log, receipt["logs"]) if ev is not None)
+        count = {"submitCatalogs": events["CatalogVersionRecorded"] + events["CatalogRetired"],
+                 "submitSystems": events["SystemVersionRecorded"] + events["SystemRetired"],
+                 "requestSharing": events["SharingRequested"], "decideSharing": events["SharingStatusChanged"],
+                 "revokeSharing": events["SharingStatusChanged"],
+                 "expireSharing": events["SharingStatusChanged"],
+                 "relay": events["Relayed"], "addJurisdictions": events["JurisdictionAdded"],
+                 "registerDepartments": events["DepartmentRegistered"],
+                 "setAccounts": events["DepartmentAccountSet"] + events["AdministratorSet"],
+                 "createDirectory": 1, "setChild": 1}.get(method, 1)
+        gas[method] += used
+        items[method] += count
+        txs[method] += 1
+        if method == "relay" and count:
+            for ev in map(codec.decode_log, receipt["logs"]):
+                if ev is not None and ev.event == "Relayed":
+                    kind = selectors.get(bytes(ev.args["selector"]), "?")
+                    relayed_by_kind[kind][1] += 1
+            relayed_by_kind["_all"][0] += used
     per = {m: round(gas[m] / items[m]) for m in gas if items[m]}
     directories = items["createDirectory"]
     new_jurisdiction = (gas["createDirectory"] + gas["setChild"] + _scaffold_gas(gas, items, directories)) / max(
@@ -443,7 +473,8 @@ def run_references(run: Running, figures: Figures, count: int, common_count: int
     owner = template.provider_code
     target = run.service.directories.ensure(jurisdiction)
     client: DirectoryClient = target.client
-    rpc: Rpc = run.service.rpc
+    chain = run.chain_of(client.chain_id)  # the chain the district's directory lives on
+    rpc: Rpc = chain.rpc
     chain_id = client.chain_id
 
     # ours: POST /catalogs with pre-signed bodies, 32 concurrent clients, until every transaction is indexed
@@ -465,7 +496,7 @@ def run_references(run: Running, figures: Figures, count: int, common_count: int
     raw_signed = _signed(run, raw_records, jurisdiction, owner)
     bench_key: LocalAccount = Account.create()
     rpc.call("anvil_setBalance", [bench_key.address, hex(10**24)])
-    admin = run.service.chains["city"].administrator
+    admin = chain.administrator
     grant = client.encode("grantRole", [RELAYER_ROLE, bench_key.address])
     admin.wait(admin.send(client.address, grant, 200_000, label="grantRole"))
     structs = [to_struct("Catalog", m.message, s, m.record) for m, s in raw_signed]
@@ -541,6 +572,7 @@ def markdown(figures: Figures, command: str) -> str:
     f = figures
     t = TARGETS
     load, gas, ref, audit = f.load, f.gas, f.references, f.audit
+    district = "anvil_district_mib" in f.memory
     rows = [
         ("Beijing-scale load through the API and synced to the city", f"{load.get('until_city_holds_everything_s')} s",
          "≤ 120 s", _met(load.get("until_city_holds_everything_s"), t["load_s"], False)),
@@ -560,15 +592,18 @@ def markdown(figures: Figures, command: str) -> str:
          _met(audit.get("http_rps"), t["http_rps"], True)),
         ("peak RSS of the service process", f"{f.memory.get('service_mib')} MiB", "≤ 1 GiB",
          _met(f.memory.get("service_mib"), t["rss_mib"], False)),
-        ("peak RSS of anvil", f"{f.memory.get('anvil_mib')} MiB", "≤ 1 GiB",
-         _met(f.memory.get("anvil_mib"), t["rss_mib"], False)),
+        *[(f"peak RSS of {name.removesuffix('_mib')}" + (" (city chain)" if name == "anvil_mib" and district else ""),
+           f"{value} MiB", "≤ 1 GiB", _met(value, t["rss_mib"], False))
+          for name, value in f.memory.items() if name.startswith("anvil") and "after_load" not in name],
     ]
     lines = [
         "# Benchmarks", "",
         f"Run on {f.machine['date']} on `{f.machine['host']}` ({f.machine['cpus']} CPUs, {f.machine['python']}, "
         f"{f.machine['platform']}), with:", "", f"```sh\n{command}\n```", "",
-        f"Everything below comes from that one run (a fresh embedded anvil, {f.machine.get('mining', 'automine')}, "
-        "block gas limit 300,000,000; "
+        "Everything below comes from that one run ("
+        + ("two fresh embedded anvils — the city chain, and the district chain holding the districts' and streets' "
+           "directories — " if district else "a fresh embedded anvil, ")
+        + f"{f.machine.get('mining', 'automine')}, block gas limit 300,000,000; "
         "the service with a directory per jurisdiction in the same process, its API over HTTP on loopback). "
         "Tests assert no timing; these figures are the record.", "",
         "## Targets", "", "| what | measured | target | |", "| --- | --- | --- | --- |",
@@ -596,6 +631,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="indexed events to grow the audit index to (default 1,000,000 at beijing, 5,000 else)")
     parser.add_argument("--block-time", type=float, default=None,
                         help="anvil's block time in seconds (default: automine, a block per transaction)")
+    parser.add_argument("--district-chain", action="store_true",
+                        help="districts' and streets' directories on a second embedded anvil (DESIGN §3: tiers can be "
+                             "separate chains; the service's DIRCHAIN_DISTRICT_CHAIN), the city's on the first")
     parser.add_argument("--write", type=Path, default=None, help="write the markdown report to this file")
     parser.add_argument("--json", type=Path, default=None, help="write the figures as JSON to this file")
     args = parser.parse_args(argv)
@@ -607,6 +645,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "host": platform.node(),
         "cpus": __import__("os").cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
         "mining": "automine" if args.block_time is None else f"interval mining of {args.block_time:g}-s blocks",
+        "chains": "two (city; districts and streets)" if args.district_chain else "one",
     })
     with tempfile.TemporaryDirectory(prefix="dirchain-bench-") as tmp:
         home = Path(tmp)
@@ -616,7 +655,7 @@ def main(argv: list[str] | None = None) -> int:
         directory_file.write_bytes(dumps(directory_doc))
         sharing_file.write_bytes(dumps(sharing_doc))
         _say(f"generated {args.scale} seed {args.seed}; starting the service")
-        run = Running(home, args.block_time)
+        run = Running(home, args.block_time, args.district_chain)
         try:
             run_load(run, directory_file, sharing_file, args.workers, figures)
             run_sync_figures(run, figures)
@@ -624,10 +663,9 @@ def main(argv: list[str] | None = None) -> int:
             run_gas(run, figures)
             run_audit(run, figures, audit_requests, audit_events)
             run_reindex(run, home, figures)
-            anvil = run.anvil_pid()
             figures.memory |= {
                 "service_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-                "anvil_mib": round(_vm_hwm_mib(anvil), 1) if anvil else None,
+                **{f"{name}_mib": round(_vm_hwm_mib(pid), 1) for name, pid in run.anvil_pids().items()},
             }
             _say(f"memory: {figures.memory}")
         finally:
