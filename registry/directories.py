@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -122,6 +122,10 @@ class Directories:
         self._targets: dict[tuple[int, str], Target] = {}
         self._by_code: dict[str, Target] = {}  # jurisdiction code → its directory, once made and registered
         self._homes: dict[tuple[str, str], str] = {}  # ("jurisdiction" | "department" | "catalog", key) → code
+        # jurisdiction code → its lineage, root first, once indexed up to the root: a jurisdiction's place in the
+        # tree never changes (a directory refuses to add an id twice: JurisdictionAlreadyAdded)
+        self._lineages: dict[str, tuple[Jurisdiction, ...]] = {}
+        self._requests: dict[str, tuple[int, str]] = {}  # sharing request id (0x-hex) → (chain id, directory)
         self._lock = threading.RLock()  # the maps above; never held across a chain round trip
         self._code_locks: dict[str, threading.Lock] = {}
         self._nonce = int(time.time() * 1000) << 64
@@ -209,7 +213,12 @@ class Directories:
 
     def _lineage(self, code: str, wait_s: float = INDEX_WAIT_S) -> list[Jurisdiction]:
         """``code``'s jurisdiction and those above it, root first, from the index (waits up to ``wait_s``
-        seconds for them to be indexed). Raises :class:`RouteError` if it is not indexed by then."""
+        seconds for them to be indexed). Raises :class:`RouteError` if it is not indexed by then. A lineage read
+        up to the root is remembered: routing a sharing request needs two or three, and each read is a few
+        queries."""
+        known = self._lineages.get(code)
+        if known is not None:
+            return list(known)
         deadline = time.monotonic() + wait_s
         while True:
             with self.sessions() as session:
@@ -226,7 +235,10 @@ class Directories:
                                               parent=None if parent is None else parent.code))
                     jid = row.parent_id
                 else:
-                    return list(reversed(chain))
+                    lineage = tuple(reversed(chain))
+                    if lineage:
+                        self._lineages[code] = lineage
+                    return list(lineage)
             if time.monotonic() >= deadline:
                 raise RouteError(f"jurisdiction {code} is not indexed")
             time.sleep(0.1)
@@ -375,8 +387,10 @@ class Directories:
 
     def route_known(self, msg: Message) -> Target | None:
         """The directory ``msg`` goes to when routing it needs neither the index nor the chain — a department,
-        department key, catalog or system of a jurisdiction whose directory was already routed to — else None
-        (then :meth:`route`, which may read the index and make a directory). Never blocks: safe on an event loop.
+        department key, catalog or system of a jurisdiction whose directory was already routed to; a sharing request
+        whose departments' and catalog's homes and lineages are remembered; a decision or revocation of a request
+        already routed — else None (then :meth:`route`, which may read the index and make a directory). Never
+        blocks: safe on an event loop.
         """
         if self.single:
             return None  # single_target() asks the chain whether the directory exists
@@ -386,9 +400,26 @@ class Directories:
         elif msg.primary == "Account":
             kind = "jurisdiction" if int(m["role"]) == 1 else "department"
             code = self._homes.get((kind, m["scope"].hex()))
+        elif msg.primary == "SharingRequest":
+            code = self._known_common(self._homes.get(("department", m["requester"].hex())),
+                                      self._homes.get(("catalog", m["catalog"])))
+        elif msg.primary in ("SharingDecision", "SharingRevocation"):
+            where = self._requests.get("0x" + m["request"].hex())
+            if where is None:
+                return None
+            chain = self.chain_by_id(where[0])
+            return None if chain is None else self._targets.get((chain.chain_id, where[1]))
         else:
             return None
         return None if code is None else self._by_code.get(code)
+
+    def _known_common(self, a: str | None, b: str | None) -> str | None:
+        """:meth:`_common` of ``a`` and ``b`` from remembered lineages only (None if either is not remembered)."""
+        lineage_a = None if a is None else self._lineages.get(a)
+        lineage_b = None if b is None else self._lineages.get(b)
+        if a is None or lineage_a is None or lineage_b is None:
+            return None
+        return self._lowest_common(lineage_a, lineage_b, a)
 
     def _code_of(self, jid: bytes) -> str:
         key = ("jurisdiction", jid.hex())
@@ -425,19 +456,27 @@ class Directories:
 
     def _common(self, a: str, b: str) -> str:
         """The lowest jurisdiction at or above both ``a`` and ``b``."""
-        above_a = [j.code for j in self._lineage(a, wait_s=0)]
+        return self._lowest_common(self._lineage(a, wait_s=0), self._lineage(b, wait_s=0), a)
+
+    @staticmethod
+    def _lowest_common(lineage_a: Sequence[Jurisdiction], lineage_b: Sequence[Jurisdiction], a: str) -> str:
+        above_a = {j.code for j in lineage_a}
         common = a
-        for j in self._lineage(b, wait_s=0):
+        for j in lineage_b:
             if j.code in above_a:
                 common = j.code
         return common
 
     def _request_directory(self, rid: bytes) -> Target:
-        with self.sessions() as session:
-            row = session.scalars(select(SharingRequestRow).where(SharingRequestRow.id == "0x" + rid.hex())).first()
-            if row is None:
-                raise RouteError(f"sharing request 0x{rid.hex()} is not indexed")
-            chain_id, address = row.chain_id, row.directory
+        key = "0x" + rid.hex()
+        where = self._requests.get(key)
+        if where is None:  # a request stays in the directory that recorded it: remember where once indexed
+            with self.sessions() as session:
+                row = session.scalars(select(SharingRequestRow).where(SharingRequestRow.id == key)).first()
+                if row is None:
+                    raise RouteError(f"sharing request {key} is not indexed")
+                where = self._requests[key] = (row.chain_id, to_checksum_address(row.directory))
+        chain_id, address = where
         chain = self.chain_by_id(chain_id)
         if chain is None:
             raise RouteError(f"sharing request 0x{rid.hex()} was recorded on chain {chain_id}, not served here")

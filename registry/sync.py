@@ -154,7 +154,10 @@ class RelayJob:
     Child side: ``fetcher`` reads the child's logs (its ``rpc`` also answers the transaction inputs and the
     child's views), ``codec`` decodes them, ``confirmations`` (blocks) are left unread below the child's head.
     Parent side: ``parent`` is a :class:`DirectoryClient` whose ``sender`` is the relayer registered for this
-    child with ``setChild``. ``sessions`` holds ``relay_checkpoints`` and ``relay_failures``.
+    child with ``setChild``. ``sessions`` holds ``relay_checkpoints`` and ``relay_failures`` (writer sessions, see
+    :func:`registry.db.session_factory`); ``readers``, when given, are plain sessions on the same database for the
+    reads outside a write — the checkpoint and the failures at the start of a pass — so that those do not take
+    SQLite's write lock (the write transaction checks the checkpoint again before moving it).
 
     ``max_range``: most child blocks per log query; ``batch_size``: most items per ``relay`` transaction;
     ``max_gas``: a batch whose gas budget exceeds it (gas) is split; ``start_block``: first child block read when
@@ -192,6 +195,7 @@ class RelayJob:
         attach: Callable[[int, str], bool] | None = None,
         settle_journal: bool = True,
         relay_sender: RelaySender | None = None,
+        readers: sessionmaker[Session] | None = None,
     ) -> None:
         if confirmations < 0 or max_range < 1 or batch_size < 1 or start_block < 0:
             raise ValueError(
@@ -209,6 +213,7 @@ class RelayJob:
         self.parent = parent
         self.sender = parent.sender
         self.sessions = sessions
+        self.readers = readers or sessions
         self.confirmations = confirmations
         self.max_range = max_range
         self.batch_size = batch_size
@@ -241,7 +246,7 @@ class RelayJob:
         return f"RelayJob({self.chain_id}:{self.directory} → {self.parent.chain_id}:{self.parent.address})"
 
     def _stored(self) -> _Checkpoint | None:
-        with self.sessions() as session:
+        with self.readers() as session:
             row = session.get(RelayCheckpoint, self.pair)
             return None if row is None else _Checkpoint(row.block_number, row.block_hash, row.block_timestamp)
 
@@ -583,7 +588,7 @@ class RelayJob:
 
     def _failure_rows(self) -> list[RelayFailure]:
         c_chain, c_dir, p_chain, p_dir = self.pair
-        with self.sessions() as session:
+        with self.readers() as session:
             stmt = (
                 select(RelayFailure)
                 .where(RelayFailure.child_chain_id == c_chain, RelayFailure.child_directory == c_dir,

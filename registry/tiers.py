@@ -71,7 +71,10 @@ class _Child:
 
 @dataclass
 class TierSync:
-    """Relays every child directory of ``directories`` to its parent, state in ``sessions``; ``interval_s``:
+    """Relays every child directory of ``directories`` to its parent, state in ``sessions`` (writer sessions: the
+    checkpoints and failures are written in ``BEGIN IMMEDIATE`` transactions; what is only read — the directories
+    each round, each job's checkpoint and failures — goes through ``directories.sessions``, which do not take
+    SQLite's write lock and so never queue behind the indexer's writes); ``interval_s``:
     seconds between rounds once caught up; ``batch_size``: most items per ``relay`` transaction; ``workers``: most
     children of one tier passed at once (threads; 1 passes them one after another). Counters:
     ``rounds`` completed, relay ``passes`` run, items ``relayed``, and ``busy_s`` — wall seconds of the rounds that
@@ -98,7 +101,7 @@ class TierSync:
 
     def _discover(self) -> None:
         """Make a job for every child directory the index lists that has none yet."""
-        with self.sessions() as session:  # runs every round: only directories not seen yet are loaded
+        with self.directories.sessions() as session:  # runs every round: only directories not seen yet are loaded
             keys = session.execute(select(DirectoryRow.chain_id, DirectoryRow.address)).all()
             unseen = {(c, a) for c, a in keys if (c, a) not in self._children and (c, a) not in self._not_children}
             if not unseen:
@@ -147,6 +150,7 @@ class TierSync:
             row.address,
             parent,
             self.sessions,
+            readers=self.directories.sessions,
             confirmations=chain.confirmations,
             batch_size=self.batch_size,
             start_block=row.block_number,

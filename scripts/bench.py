@@ -276,6 +276,7 @@ def run_gas(run: Running, figures: Figures) -> None:
     items: Counter[str] = Counter()
     txs: Counter[str] = Counter()
     relayed_by_kind: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    blocks = {name: int(chain.rpc.call("eth_blockNumber", []), 16) for name, chain in run.service.chains.items()}
     for tx, receipt in (pair for chain in run.service.chains.values() for pair in _transactions(chain.rpc)):
         method = selectors.get(bytes.fromhex(str(tx.get("input", "0x"))[2:10]), "other")
         used = int(receipt["gasUsed"], 16)
@@ -303,7 +304,7 @@ def run_gas(run: Running, figures: Figures) -> None:
     new_jurisdiction = (gas["createDirectory"] + gas["setChild"] + _scaffold_gas(gas, items, directories)) / max(
         directories, 1)
     figures.gas = {
-        "per_item": per, "transactions": dict(txs), "items": dict(items),
+        "per_item": per, "blocks": blocks, "transactions": dict(txs), "items": dict(items),
         "catalog_version": per.get("submitCatalogs"), "system_version": per.get("submitSystems"),
         "sharing_request": per.get("requestSharing"), "sharing_decision": per.get("decideSharing"),
         "sharing_revocation": per.get("revokeSharing"), "sharing_expiry": per.get("expireSharing"),

@@ -15,11 +15,15 @@ from chain.artifacts import PROJECT_ROOT
 pytestmark = pytest.mark.integration
 
 
-def test_bench_small_scale_measures_every_section(tmp_path: Path) -> None:
+@pytest.mark.parametrize("chains", [[], ["--district-chain"]], ids=["one-chain", "two-chains"])
+def test_bench_small_scale_measures_every_section(tmp_path: Path, chains: list[str]) -> None:
+    """One chain, or (``--district-chain``) the city's and a second one for the districts' and streets' directories:
+    each anvil's CPU, RSS and blocks are reported, and the gas figures cover both chains."""
     report, figures = tmp_path / "BENCHMARKS.md", tmp_path / "figures.json"
+    anvils = {"anvil", "anvil_district"} if chains else {"anvil"}
     proc = subprocess.run(
         [sys.executable, str(PROJECT_ROOT / "scripts" / "bench.py"), "--scale", "small", "--reference-records", "200",
-         "--audit-requests", "80", "--write", str(report), "--json", str(figures)],
+         "--audit-requests", "80", *chains, "--write", str(report), "--json", str(figures)],
         capture_output=True, text=True, timeout=900, cwd=PROJECT_ROOT,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -27,7 +31,7 @@ def test_bench_small_scale_measures_every_section(tmp_path: Path) -> None:
     load = f["load"]
     assert load["failed"] == {} and load["city_holds"] == load["expected"] and load["submissions"] > 100
     assert load["records_per_s"] > 0 and load["until_city_holds_everything_s"] > 0
-    assert set(load["cpu_s"]) == {"service", "anvil", "loader"} and all(v > 0 for v in load["cpu_s"].values())
+    assert set(load["cpu_s"]) == {"service", *anvils, "loader"} and all(v > 0 for v in load["cpu_s"].values())
     assert load["cpu_busy"] > 0
     steps = load["steps_s"]
     assert {"jurisdictions (street)", "departments", "department keys", "systems", "catalogs", "tier sync",
@@ -38,15 +42,18 @@ def test_bench_small_scale_measures_every_section(tmp_path: Path) -> None:
                 "new_jurisdiction"):
         assert gas[key] > 20_000, (key, gas[key])
     assert gas["directories"] == 11  # 北京市, 东城区, 西城区, 大兴区 + the seed's 4 streets + 3 generated streets
+    assert set(gas["blocks"]) == ({"city", "district"} if chains else {"city"})
+    assert all(head > 0 for head in gas["blocks"].values())
     assert f["reindex"]["events"] > 1000 and f["reindex"]["rows_equal_to_service_index"] is True
     assert f["sync"]["relayed"] > 0 and f["sync"]["children"] == 10
     assert 0 < f["sync"]["relay_transactions"] <= f["sync"]["relay_batches"]
     assert f["audit"]["requests"] == 80 and f["audit"]["http_rps"] > 0
     assert f["references"]["ours_per_s"] > 0 and f["references"]["raw_per_s"] > 0
     assert f["references"]["common_per_s"] > 0
-    assert f["memory"]["service_mib"] > 0 and f["memory"]["anvil_mib"] > 0
+    assert f["memory"]["service_mib"] > 0 and all(f["memory"][f"{name}_mib"] > 0 for name in anvils)
     text = report.read_text(encoding="utf-8")
     assert "## Targets" in text and text.count("| ") > 10 and "python scripts/bench.py --scale small" in text
+    assert text.count("| peak RSS of anvil") == len(anvils)
 
 
 def test_anvil_block_cost_script_measures_each_setting(tmp_path: Path) -> None:

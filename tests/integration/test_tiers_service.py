@@ -28,7 +28,12 @@ from registry import queries
 from registry.db import make_engine, migrate, session_factory
 from registry.indexer import Indexer, indexer_codec
 from registry.loader import LoadSummary
-from registry.messages import record_message, sharing_decision_message
+from registry.messages import (
+    record_message,
+    sharing_decision_message,
+    sharing_request_message,
+    sharing_revocation_message,
+)
 from registry.seed import Directory, read_directory
 from tests.integration.conftest import CITY_CHAIN_ID, DISTRICT_CHAIN_ID, TieredSeed
 
@@ -214,6 +219,31 @@ def test_known_routes_are_answered_from_memory(
     assert directories.route_known(sharing_decision_message(b"\x01" * 32, True, "", 1, 1)) is None
     elsewhere = seed.catalogs[0].model_copy(update={"jurisdiction": "110999"})
     assert directories.route_known(record_message(elsewhere, "update", 2, 1, 1)) is None
+
+
+def test_sharing_routes_are_answered_from_memory_once_routed(tiered: tuple[Service, TestClient, LoadSummary]) -> None:
+    """Once a sharing request's departments, catalog and request id have been routed (the loader did, for the
+    seed's requests), ``route_known`` names the directory ``route`` names — for a request whose departments sit in
+    different districts, the city's — and so does it for a decision or revocation once its request was routed
+    (the directory that recorded the request); a department never routed still goes to ``route``."""
+    service, client, _ = tiered
+    directories = service.services().directories
+    requests = client.get("/sharing-requests", params={"limit": 500}).json()["items"]
+    homes = set()
+    for r in requests:
+        ask = sharing_request_message(r["catalog"], r["catalog_version"], r["requester"], int(r["items_mask"]),
+                                      r["purpose"], r["basis"], r["start"], r["end"], 1, 1)
+        known = directories.route_known(ask)
+        assert known is not None and known is directories.route(ask), r["id"]
+        homes.add(known.jurisdiction)
+        rid = bytes.fromhex(r["id"][2:])
+        for msg in (sharing_decision_message(rid, True, "", 1, 1), sharing_revocation_message(rid, "", 1, 1)):
+            routed = directories.route(msg)
+            assert directories.route_known(msg) is routed, r["id"]
+        assert routed.client.sharing(rid)["status"] != 0  # the directory on chain holds the request
+    assert len(requests) == 6 and "110000" in homes and len(homes) > 1, homes
+    stranger = sharing_request_message(requests[0]["catalog"], 1, "NOT-A-DEPARTMENT", 1, "p", "b", 0, 1, 1, 1)
+    assert directories.route_known(stranger) is None
 
 
 @pytest.mark.parametrize("order", [("city", "district"), ("district", "city")])
