@@ -1,8 +1,9 @@
 """Benchmark of the directory chain on one machine: ``python scripts/bench.py --scale beijing --seed 1``.
 
-Runs against a fresh embedded chain (anvil, block gas limit 300,000,000, automine unless ``--block-time``) and a
-service with a directory per jurisdiction, in this process, serving its API over HTTP on loopback. Prints every
-figure and, with ``--write``, writes ``BENCHMARKS.md``:
+Runs against a fresh embedded chain (anvil, block gas limit 300,000,000, automine unless ``--block-time``; with
+``--district-chain`` a second anvil holds the districts' and streets' directories) and a service with a directory
+per jurisdiction, in this process, serving its API over HTTP on loopback. Prints every figure and, with
+``--write``, writes ``BENCHMARKS.md``:
 
 1. end-to-end load of the seed and the generated file (``registry.generate``) through the HTTP API, every record
    signed by its department: records per second, and wall time until the city directory holds everything;
@@ -12,7 +13,7 @@ figure and, with ``--write``, writes ``BENCHMARKS.md``:
 4. the street → district → city sync: items relayed and seconds spent in passes that relayed something;
 5. audit query latency (a catalog with its versions and chain of custody) p50/p99 in process and over HTTP with 8
    concurrent clients, and requests per second, with the number of indexed events stated;
-6. peak memory (RSS high-water mark) of this process (service, API, loader) and of anvil;
+6. peak memory (RSS high-water mark) of this process (service, API), of the loader and of each anvil;
 7. in the same run against the same node, the references for registration throughput: the raw limit (the same
    ``submitCatalogs`` batches pre-signed and sent as one batched raw JSON-RPC request) and the common web3.py
    pattern (one ``transact`` + ``wait_for_transaction_receipt`` per record), with the ratios of ours to each.
