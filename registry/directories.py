@@ -404,11 +404,8 @@ class Directories:
             code = self._known_common(self._homes.get(("department", m["requester"].hex())),
                                       self._homes.get(("catalog", m["catalog"])))
         elif msg.primary in ("SharingDecision", "SharingRevocation"):
-            where = self._requests.get("0x" + m["request"].hex())
-            if where is None:
-                return None
-            chain = self.chain_by_id(where[0])
-            return None if chain is None else self._targets.get((chain.chain_id, where[1]))
+            where = self._requests.get("0x" + m["request"].hex())  # (chain id, address): a key of _targets
+            return None if where is None else self._targets.get(where)
         else:
             return None
         return None if code is None else self._by_code.get(code)
