@@ -20,6 +20,7 @@ import httpx
 
 from chain.artifacts import PROJECT_ROOT
 from chain.errors import NodeError
+from chain.producer import BlockProducer
 
 #: anvil's first deterministic dev account (mnemonic "test test ... junk"), funded with 10,000 ETH.
 ANVIL_DEV_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
@@ -66,7 +67,9 @@ class AnvilNode:
     however little changed: ``anvil_dumpState`` took 310 ms of anvil's CPU on a medium-scale chain of 5,797 events
     (a 45 MB state file), and it grows with the chain, so a dump every second (the former default) kept anvil
     busy dumping at Beijing scale; the default is :data:`STATE_INTERVAL_S`. ``block_time_s``: seconds per block (None =
-    automine, one block per transaction). ``gas_limit``: block gas limit (gas). ``history_states``: how many
+    automine, one block per transaction). ``on_demand`` (no ``block_time_s``): start anvil with ``--no-mining`` and
+    mine every pending transaction into one block whenever there are any (:class:`chain.producer.BlockProducer`, a
+    thread of this process, stopped with the node). ``gas_limit``: block gas limit (gas). ``history_states``: how many
     recent blocks' states anvil keeps (``--prune-history``), in memory only: enough to roll back a reorganisation
     deeper than any confirmation depth used here, and no more. Without a bound anvil keeps every block's state and
     writes the overflow to ``~/.foundry/anvil/tmp``, never removed when it is killed: a Beijing-scale run left
@@ -84,6 +87,7 @@ class AnvilNode:
         state_path: Path | None = None,
         state_interval_s: int = STATE_INTERVAL_S,
         block_time_s: float | None = None,
+        on_demand: bool = False,
         chain_id: int = 31337,
         gas_limit: int = 300_000_000,
         history_states: int = HISTORY_STATES,
@@ -92,7 +96,11 @@ class AnvilNode:
         self.port = port or free_port()
         self.state_path = state_path
         self.state_interval_s = state_interval_s
+        if on_demand and block_time_s is not None:
+            raise ValueError(f"expected either a block time or on-demand mining, got both ({block_time_s} s)")
         self.block_time_s = block_time_s
+        self.on_demand = on_demand
+        self.producer: BlockProducer | None = None
         self.chain_id = chain_id
         self.gas_limit = gas_limit
         self.history_states = history_states
@@ -120,6 +128,8 @@ class AnvilNode:
             cmd += ["--state", str(self.state_path), "--state-interval", str(self.state_interval_s)]
         if self.block_time_s is not None:
             cmd += ["--block-time", str(self.block_time_s)]
+        if self.on_demand:
+            cmd.append("--no-mining")
         return cmd + self.extra_args
 
     def start(self, timeout_s: float = 20.0) -> str:
@@ -136,6 +146,9 @@ class AnvilNode:
             try:
                 r = httpx.post(self.rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"}, timeout=1)
                 if r.status_code == 200:
+                    if self.on_demand:
+                        self.producer = BlockProducer(self.rpc_url)
+                        self.producer.start()
                     return self.rpc_url
             except httpx.HTTPError:
                 pass
@@ -146,6 +159,9 @@ class AnvilNode:
     def stop(self, timeout_s: float = 120.0) -> None:
         """Stop anvil with SIGINT (it dumps its state first), then SIGKILL after ``timeout_s`` seconds (a dump of
         a large chain takes seconds; a kill during it loses what was mined since the last periodic dump)."""
+        if self.producer is not None:
+            self.producer.stop()
+            self.producer = None
         if self.process is None or self.process.poll() is not None:
             return
         self.process.send_signal(signal.SIGINT)

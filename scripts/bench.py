@@ -144,7 +144,8 @@ def _vm_hwm_mib(pid: int) -> float:
 class Running:
     """The service under test with its API served over HTTP on loopback."""
 
-    def __init__(self, home: Path, block_time_s: float | None = None, district_chain: bool = False) -> None:
+    def __init__(self, home: Path, block_time_s: float | None = None, district_chain: bool = False,
+                 mining: str = "auto") -> None:
         anvil_port = free_port()
         while district_chain and not _port_free(anvil_port + 1):  # the district chain's anvil takes the next port
             anvil_port = free_port()
@@ -152,7 +153,7 @@ class Running:
             home=home, database_url=f"sqlite:///{home / 'index.sqlite'}", rpc_url=None, anvil_port=anvil_port,
             confirmations=0, block_time_s=block_time_s, host="127.0.0.1", port=free_port(), max_body_bytes=256 * 1024,
             keystore_password="", deadline_s=3600, directories="per-jurisdiction", sync_interval_s=0.2,
-            district_chain=district_chain,
+            district_chain=district_chain, mining=mining,
         )
         self.service: Service = start_service(self.settings)
         config = uvicorn.Config(create_app(self.service.services(), self.settings.max_body_bytes),
@@ -633,6 +634,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="indexed events to grow the audit index to (default 1,000,000 at beijing, 5,000 else)")
     parser.add_argument("--block-time", type=float, default=None,
                         help="anvil's block time in seconds (default: automine, a block per transaction)")
+    parser.add_argument("--mining", choices=["auto", "on-demand"], default="auto",
+                        help="without --block-time: anvil's automine (a block per transaction) or on-demand (a "
+                             "block of every pending transaction whenever there are any; DIRCHAIN_MINING)")
     parser.add_argument("--district-chain", action="store_true",
                         help="districts' and streets' directories on a second embedded anvil (DESIGN §3: tiers can be "
                              "separate chains; the service's DIRCHAIN_DISTRICT_CHAIN), the city's on the first")
@@ -646,7 +650,9 @@ def main(argv: list[str] | None = None) -> int:
     figures = Figures(machine={
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "host": platform.node(),
         "cpus": __import__("os").cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-        "mining": "automine" if args.block_time is None else f"interval mining of {args.block_time:g}-s blocks",
+        "mining": (f"interval mining of {args.block_time:g}-s blocks" if args.block_time is not None
+                   else "automine" if args.mining == "auto"
+                   else "on-demand mining (a block of every pending transaction)"),
         "chains": "two (city; districts and streets)" if args.district_chain else "one",
     })
     with tempfile.TemporaryDirectory(prefix="dirchain-bench-") as tmp:
@@ -657,7 +663,7 @@ def main(argv: list[str] | None = None) -> int:
         directory_file.write_bytes(dumps(directory_doc))
         sharing_file.write_bytes(dumps(sharing_doc))
         _say(f"generated {args.scale} seed {args.seed}; starting the service")
-        run = Running(home, args.block_time, args.district_chain)
+        run = Running(home, args.block_time, args.district_chain, args.mining)
         try:
             run_load(run, directory_file, sharing_file, args.workers, figures)
             run_sync_figures(run, figures)
