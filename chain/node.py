@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from types import TracebackType
@@ -20,7 +21,6 @@ import httpx
 
 from chain.artifacts import PROJECT_ROOT
 from chain.errors import NodeError
-from chain.producer import BlockProducer
 
 #: anvil's first deterministic dev account (mnemonic "test test ... junk"), funded with 10,000 ETH.
 ANVIL_DEV_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
@@ -68,15 +68,15 @@ class AnvilNode:
     (a 45 MB state file), and it grows with the chain, so a dump every second (the former default) kept anvil
     busy dumping at Beijing scale; the default is :data:`STATE_INTERVAL_S`. ``block_time_s``: seconds per block (None =
     automine, one block per transaction). ``on_demand`` (no ``block_time_s``): start anvil with ``--no-mining`` and
-    mine every pending transaction into one block whenever there are any (:class:`chain.producer.BlockProducer`, a
-    thread of this process, stopped with the node). ``gas_limit``: block gas limit (gas). ``history_states``: how many
-    recent blocks' states anvil keeps (``--prune-history``), in memory only: enough to roll back a reorganisation
-    deeper than any confirmation depth used here, and no more. Without a bound anvil keeps every block's state and
-    writes the overflow to ``~/.foundry/anvil/tmp``, never removed when it is killed: a Beijing-scale run left
-    32 GB there. At Beijing scale each kept state costs ~15 MiB of RSS: 256 states peaked at 4.9 GiB and 64 at
-    1.9 GiB; :data:`HISTORY_STATES` are kept (the deepest reorganisation the tests make is 7 blocks); at the medium
-    scale 32 states peaked at 146 MiB against 526 MiB keeping anvil's default in memory (``--max-persisted-states
-    0``).
+    mine every pending transaction into one block whenever there are any (:class:`chain.producer.BlockProducer` in a
+    process of its own, ``producer``, stopped with the node). ``gas_limit``: block gas limit (gas).
+    ``history_states``: how many recent blocks' states anvil keeps (``--prune-history``), in memory only: enough to
+    roll back a reorganisation deeper than any confirmation depth used here, and no more. Without a bound anvil
+    keeps every block's state and writes the overflow to ``~/.foundry/anvil/tmp``, never removed when it is killed:
+    a Beijing-scale run left 32 GB there. At Beijing scale each kept state costs ~15 MiB of RSS: 256 states peaked
+    at 4.9 GiB and 64 at 1.9 GiB; :data:`HISTORY_STATES` are kept (the deepest reorganisation the tests make is 7
+    blocks); at the medium scale 32 states peaked at 146 MiB against 526 MiB keeping anvil's default in memory
+    (``--max-persisted-states 0``).
     Blocks, transactions, receipts and logs are all kept either way.
     """
 
@@ -100,7 +100,7 @@ class AnvilNode:
             raise ValueError(f"expected either a block time or on-demand mining, got both ({block_time_s} s)")
         self.block_time_s = block_time_s
         self.on_demand = on_demand
-        self.producer: BlockProducer | None = None
+        self.producer: subprocess.Popen[bytes] | None = None
         self.chain_id = chain_id
         self.gas_limit = gas_limit
         self.history_states = history_states
@@ -147,8 +147,8 @@ class AnvilNode:
                 r = httpx.post(self.rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"}, timeout=1)
                 if r.status_code == 200:
                     if self.on_demand:
-                        self.producer = BlockProducer(self.rpc_url)
-                        self.producer.start()
+                        self.producer = subprocess.Popen([sys.executable, "-m", "chain.producer", self.rpc_url],
+                                                         cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL)
                     return self.rpc_url
             except httpx.HTTPError:
                 pass
@@ -160,7 +160,8 @@ class AnvilNode:
         """Stop anvil with SIGINT (it dumps its state first), then SIGKILL after ``timeout_s`` seconds (a dump of
         a large chain takes seconds; a kill during it loses what was mined since the last periodic dump)."""
         if self.producer is not None:
-            self.producer.stop()
+            self.producer.terminate()
+            self.producer.wait(timeout=10)
             self.producer = None
         if self.process is None or self.process.poll() is not None:
             return

@@ -175,6 +175,15 @@ class Running:
                 pids["anvil" if name == "city" else f"anvil_{name}"] = chain.node.process.pid
         return pids
 
+    def producer_pids(self) -> dict[str, int]:
+        """Process id of each embedded anvil's block producer (on-demand mining) by figure name: ``producer``,
+        ``producer_district``; none with automine or interval mining."""
+        pids = {}
+        for name, chain in self.service.chains.items():
+            if chain.node is not None and chain.node.producer is not None:
+                pids["producer" if name == "city" else f"producer_{name}"] = chain.node.producer.pid
+        return pids
+
     def chain_of(self, chain_id: int) -> TierChain:
         """The service's chain with EIP-155 id ``chain_id``."""
         return next(chain for chain in self.service.chains.values() if chain.chain_id == chain_id)
@@ -199,7 +208,7 @@ def run_load(run: Running, directory_file: Path, sharing_file: Path, workers: in
     directory = read_directory(directory_file)
     sharing = read_sharing(sharing_file)
     env = {**os.environ, "DIRCHAIN_HOME": str(run.settings.home), "COLUMNS": "120"}
-    anvils = run.anvil_pids()
+    anvils = run.anvil_pids() | run.producer_pids()
     names = ("service", *anvils, "loader")
     cpu_before = (_cpu_s(os.getpid()), *map(_cpu_s, anvils.values()), _children_cpu_s())
     started = time.monotonic()
@@ -213,7 +222,7 @@ def run_load(run: Running, directory_file: Path, sharing_file: Path, workers: in
     cpu_after = (_cpu_s(os.getpid()), *map(_cpu_s, anvils.values()), _children_cpu_s())
     cpu = {name: round(after - before, 1) for name, before, after in zip(names, cpu_before, cpu_after, strict=True)}
     figures.memory["loader_mib"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
-    for name, pid in anvils.items():  # high-water mark when the load ends (the run's peak comes later if it grows)
+    for name, pid in run.anvil_pids().items():  # high-water mark when the load ends (the peak may come later)
         figures.memory[f"{name}_after_load_mib"] = round(_vm_hwm_mib(pid), 1)
     records = (len(directory.jurisdictions) - 4 + 2 * len(directory.departments) + len(directory.systems)
                + len(directory.catalogs) + len(sharing) + sum(1 for r in sharing if r.decision is not None)
