@@ -12,7 +12,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from types import TracebackType
@@ -67,16 +66,14 @@ class AnvilNode:
     however little changed: ``anvil_dumpState`` took 310 ms of anvil's CPU on a medium-scale chain of 5,797 events
     (a 45 MB state file), and it grows with the chain, so a dump every second (the former default) kept anvil
     busy dumping at Beijing scale; the default is :data:`STATE_INTERVAL_S`. ``block_time_s``: seconds per block (None =
-    automine, one block per transaction). ``on_demand`` (no ``block_time_s``): start anvil with ``--no-mining`` and
-    mine every pending transaction into one block whenever there are any (:class:`chain.producer.BlockProducer` in a
-    process of its own, ``producer``, stopped with the node). ``gas_limit``: block gas limit (gas).
-    ``history_states``: how many recent blocks' states anvil keeps (``--prune-history``), in memory only: enough to
-    roll back a reorganisation deeper than any confirmation depth used here, and no more. Without a bound anvil
-    keeps every block's state and writes the overflow to ``~/.foundry/anvil/tmp``, never removed when it is killed:
-    a Beijing-scale run left 32 GB there. At Beijing scale each kept state costs ~15 MiB of RSS: 256 states peaked
-    at 4.9 GiB and 64 at 1.9 GiB; :data:`HISTORY_STATES` are kept (the deepest reorganisation the tests make is 7
-    blocks); at the medium scale 32 states peaked at 146 MiB against 526 MiB keeping anvil's default in memory
-    (``--max-persisted-states 0``).
+    automine, one block per transaction). ``gas_limit``: block gas limit (gas). ``history_states``: how many
+    recent blocks' states anvil keeps (``--prune-history``), in memory only: enough to roll back a reorganisation
+    deeper than any confirmation depth used here, and no more. Without a bound anvil keeps every block's state and
+    writes the overflow to ``~/.foundry/anvil/tmp``, never removed when it is killed: a Beijing-scale run left
+    32 GB there. At Beijing scale each kept state costs ~15 MiB of RSS: 256 states peaked at 4.9 GiB and 64 at
+    1.9 GiB; :data:`HISTORY_STATES` are kept (the deepest reorganisation the tests make is 7 blocks); at the medium
+    scale 32 states peaked at 146 MiB against 526 MiB keeping anvil's default in memory (``--max-persisted-states
+    0``).
     Blocks, transactions, receipts and logs are all kept either way.
     """
 
@@ -87,7 +84,6 @@ class AnvilNode:
         state_path: Path | None = None,
         state_interval_s: int = STATE_INTERVAL_S,
         block_time_s: float | None = None,
-        on_demand: bool = False,
         chain_id: int = 31337,
         gas_limit: int = 300_000_000,
         history_states: int = HISTORY_STATES,
@@ -96,11 +92,7 @@ class AnvilNode:
         self.port = port or free_port()
         self.state_path = state_path
         self.state_interval_s = state_interval_s
-        if on_demand and block_time_s is not None:
-            raise ValueError(f"expected either a block time or on-demand mining, got both ({block_time_s} s)")
         self.block_time_s = block_time_s
-        self.on_demand = on_demand
-        self.producer: subprocess.Popen[bytes] | None = None
         self.chain_id = chain_id
         self.gas_limit = gas_limit
         self.history_states = history_states
@@ -128,8 +120,6 @@ class AnvilNode:
             cmd += ["--state", str(self.state_path), "--state-interval", str(self.state_interval_s)]
         if self.block_time_s is not None:
             cmd += ["--block-time", str(self.block_time_s)]
-        if self.on_demand:
-            cmd.append("--no-mining")
         return cmd + self.extra_args
 
     def start(self, timeout_s: float = 20.0) -> str:
@@ -146,9 +136,6 @@ class AnvilNode:
             try:
                 r = httpx.post(self.rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"}, timeout=1)
                 if r.status_code == 200:
-                    if self.on_demand:
-                        self.producer = subprocess.Popen([sys.executable, "-m", "chain.producer", self.rpc_url],
-                                                         cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL)
                     return self.rpc_url
             except httpx.HTTPError:
                 pass
@@ -159,10 +146,6 @@ class AnvilNode:
     def stop(self, timeout_s: float = 120.0) -> None:
         """Stop anvil with SIGINT (it dumps its state first), then SIGKILL after ``timeout_s`` seconds (a dump of
         a large chain takes seconds; a kill during it loses what was mined since the last periodic dump)."""
-        if self.producer is not None:
-            self.producer.terminate()
-            self.producer.wait(timeout=10)
-            self.producer = None
         if self.process is None or self.process.poll() is not None:
             return
         self.process.send_signal(signal.SIGINT)

@@ -15,9 +15,7 @@ class Settings:
     ``home``: state folder (anvil state, keystore, deployments, journal, default SQLite).
     ``database_url``: SQLAlchemy URL of the index. ``rpc_url``: chain endpoint; None runs the
     embedded anvil on ``anvil_port``. ``confirmations``: blocks the indexer stays behind head.
-    ``block_time_s``: embedded anvil's block time (None: see ``mining``). ``mining``: how the embedded anvil mines
-    without a block time: ``auto`` (anvil's automine, a block per transaction) or ``on-demand`` (a block of every
-    pending transaction whenever there are any: :class:`chain.producer.BlockProducer`). ``max_body_bytes``: request
+    ``block_time_s``: embedded anvil's block time (None = automine). ``max_body_bytes``: request
     body limit (bytes). ``keystore_password``: password of the key files. ``deadline_s``: validity
     (seconds) of the signatures the loader makes. ``expiry_interval_s``: seconds between rounds of the
     job that marks ended grants expired on chain.
@@ -50,7 +48,6 @@ class Settings:
     district_confirmations: int | None = None
     sync_interval_s: float = 1.0
     api_workers: int = 1
-    mining: str = "auto"
 
     @property
     def single(self) -> bool:
@@ -74,12 +71,6 @@ def _optional_float(raw: str | None) -> float | None:
 
 def _optional_int(raw: str | None) -> int | None:
     return None if raw in (None, "") else int(raw)
-
-
-def _mining(raw: str) -> str:
-    if raw not in ("auto", "on-demand"):
-        raise ValueError(f"DIRCHAIN_MINING: expected auto or on-demand, got {raw!r}")
-    return raw
 
 
 def _directories(raw: str) -> str:
@@ -112,5 +103,4 @@ def settings() -> Settings:
         district_confirmations=_optional_int(env.get("DIRCHAIN_DISTRICT_CONFIRMATIONS")),
         sync_interval_s=float(env.get("DIRCHAIN_SYNC_INTERVAL_S", "1")),
         api_workers=int(env.get("DIRCHAIN_API_WORKERS", "1")),
-        mining=_mining(env.get("DIRCHAIN_MINING", "auto")),
     )

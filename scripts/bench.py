@@ -144,8 +144,7 @@ def _vm_hwm_mib(pid: int) -> float:
 class Running:
     """The service under test with its API served over HTTP on loopback."""
 
-    def __init__(self, home: Path, block_time_s: float | None = None, district_chain: bool = False,
-                 mining: str = "auto") -> None:
+    def __init__(self, home: Path, block_time_s: float | None = None, district_chain: bool = False) -> None:
         anvil_port = free_port()
         while district_chain and not _port_free(anvil_port + 1):  # the district chain's anvil takes the next port
             anvil_port = free_port()
@@ -153,7 +152,7 @@ class Running:
             home=home, database_url=f"sqlite:///{home / 'index.sqlite'}", rpc_url=None, anvil_port=anvil_port,
             confirmations=0, block_time_s=block_time_s, host="127.0.0.1", port=free_port(), max_body_bytes=256 * 1024,
             keystore_password="", deadline_s=3600, directories="per-jurisdiction", sync_interval_s=0.2,
-            district_chain=district_chain, mining=mining,
+            district_chain=district_chain,
         )
         self.service: Service = start_service(self.settings)
         config = uvicorn.Config(create_app(self.service.services(), self.settings.max_body_bytes),
@@ -173,15 +172,6 @@ class Running:
         for name, chain in self.service.chains.items():
             if chain.node is not None and chain.node.process is not None:
                 pids["anvil" if name == "city" else f"anvil_{name}"] = chain.node.process.pid
-        return pids
-
-    def producer_pids(self) -> dict[str, int]:
-        """Process id of each embedded anvil's block producer (on-demand mining) by figure name: ``producer``,
-        ``producer_district``; none with automine or interval mining."""
-        pids = {}
-        for name, chain in self.service.chains.items():
-            if chain.node is not None and chain.node.producer is not None:
-                pids["producer" if name == "city" else f"producer_{name}"] = chain.node.producer.pid
         return pids
 
     def chain_of(self, chain_id: int) -> TierChain:
@@ -208,7 +198,7 @@ def run_load(run: Running, directory_file: Path, sharing_file: Path, workers: in
     directory = read_directory(directory_file)
     sharing = read_sharing(sharing_file)
     env = {**os.environ, "DIRCHAIN_HOME": str(run.settings.home), "COLUMNS": "120"}
-    anvils = run.anvil_pids() | run.producer_pids()
+    anvils = run.anvil_pids()
     names = ("service", *anvils, "loader")
     cpu_before = (_cpu_s(os.getpid()), *map(_cpu_s, anvils.values()), _children_cpu_s())
     started = time.monotonic()
@@ -222,7 +212,7 @@ def run_load(run: Running, directory_file: Path, sharing_file: Path, workers: in
     cpu_after = (_cpu_s(os.getpid()), *map(_cpu_s, anvils.values()), _children_cpu_s())
     cpu = {name: round(after - before, 1) for name, before, after in zip(names, cpu_before, cpu_after, strict=True)}
     figures.memory["loader_mib"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
-    for name, pid in run.anvil_pids().items():  # high-water mark when the load ends (the peak may come later)
+    for name, pid in anvils.items():  # high-water mark when the load ends (the run's peak comes later if it grows)
         figures.memory[f"{name}_after_load_mib"] = round(_vm_hwm_mib(pid), 1)
     records = (len(directory.jurisdictions) - 4 + 2 * len(directory.departments) + len(directory.systems)
                + len(directory.catalogs) + len(sharing) + sum(1 for r in sharing if r.decision is not None)
@@ -643,9 +633,6 @@ def main(argv: list[str] | None = None) -> int:
                         help="indexed events to grow the audit index to (default 1,000,000 at beijing, 5,000 else)")
     parser.add_argument("--block-time", type=float, default=None,
                         help="anvil's block time in seconds (default: automine, a block per transaction)")
-    parser.add_argument("--mining", choices=["auto", "on-demand"], default="auto",
-                        help="without --block-time: anvil's automine (a block per transaction) or on-demand (a "
-                             "block of every pending transaction whenever there are any; DIRCHAIN_MINING)")
     parser.add_argument("--district-chain", action="store_true",
                         help="districts' and streets' directories on a second embedded anvil (DESIGN §3: tiers can be "
                              "separate chains; the service's DIRCHAIN_DISTRICT_CHAIN), the city's on the first")
@@ -659,9 +646,7 @@ def main(argv: list[str] | None = None) -> int:
     figures = Figures(machine={
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "host": platform.node(),
         "cpus": __import__("os").cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-        "mining": (f"interval mining of {args.block_time:g}-s blocks" if args.block_time is not None
-                   else "automine" if args.mining == "auto"
-                   else "on-demand mining (a block of every pending transaction)"),
+        "mining": "automine" if args.block_time is None else f"interval mining of {args.block_time:g}-s blocks",
         "chains": "two (city; districts and streets)" if args.district_chain else "one",
     })
     with tempfile.TemporaryDirectory(prefix="dirchain-bench-") as tmp:
@@ -672,7 +657,7 @@ def main(argv: list[str] | None = None) -> int:
         directory_file.write_bytes(dumps(directory_doc))
         sharing_file.write_bytes(dumps(sharing_doc))
         _say(f"generated {args.scale} seed {args.seed}; starting the service")
-        run = Running(home, args.block_time, args.district_chain, args.mining)
+        run = Running(home, args.block_time, args.district_chain)
         try:
             run_load(run, directory_file, sharing_file, args.workers, figures)
             run_sync_figures(run, figures)
