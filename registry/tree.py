@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, aliased
 
 from registry.db import DepartmentAccountRow, DepartmentRow, JurisdictionRow
 
 _TIER_ORDER = {"city": 0, "district": 1, "street": 2}
+
+
+def _jurisdiction_dict(row: JurisdictionRow, parent: str | None) -> dict[str, Any]:
+    return {"code": row.code, "name": row.name, "tier": row.tier, "parent": parent, "tx_hash": row.tx_hash,
+            "block_number": row.block_number}
 
 
 def jurisdictions(session: Session) -> list[dict[str, Any]]:
@@ -17,47 +22,45 @@ def jurisdictions(session: Session) -> list[dict[str, Any]]:
     parents before children (by tier, then code)."""
     rows = list(session.scalars(select(JurisdictionRow)))
     code_of = {r.id: r.code for r in rows}
-    out = [
-        {
-            "code": r.code,
-            "name": r.name,
-            "tier": r.tier,
-            "parent": code_of.get(r.parent_id) if r.parent_id else None,
-            "tx_hash": r.tx_hash,
-            "block_number": r.block_number,
-        }
-        for r in rows
-    ]
+    out = [_jurisdiction_dict(r, code_of.get(r.parent_id) if r.parent_id else None) for r in rows]
     return sorted(out, key=lambda j: (_TIER_ORDER.get(j["tier"], 9), j["code"]))
+
+
+def jurisdiction(session: Session, code: str) -> dict[str, Any] | None:
+    """The jurisdiction ``code`` shaped as in :func:`jurisdictions` (None if not indexed): one indexed point read
+    with its parent's code, not a scan of the tree (an API point read)."""
+    parent = aliased(JurisdictionRow)
+    found = session.execute(
+        select(JurisdictionRow, parent.code).outerjoin(parent, parent.id == JurisdictionRow.parent_id)
+        .where(JurisdictionRow.code == code)
+    ).first()
+    return None if found is None else _jurisdiction_dict(found[0], found[1])
 
 
 def departments(session: Session, jurisdiction: str | None = None, code: str | None = None) -> list[dict[str, Any]]:
     """Departments as ``{code, name, jurisdiction (code), accounts (active keys), tx_hash, block_number}``,
-    ordered by code; filtered by jurisdiction code and/or department code when given."""
-    jur_code = {r.id: r.code for r in session.scalars(select(JurisdictionRow))}
-    stmt = select(DepartmentRow).order_by(DepartmentRow.code)
+    ordered by code; filtered by jurisdiction code and/or department code when given. A department whose
+    jurisdiction is not indexed shows its jurisdiction id. Filtered reads join the jurisdiction and read the keys of
+    the departments found only: a point read by ``code`` touches one department, not the tree."""
+    jur_code = func.coalesce(JurisdictionRow.code, DepartmentRow.jurisdiction_id)
+    stmt = (
+        select(DepartmentRow, jur_code)
+        .outerjoin(JurisdictionRow, JurisdictionRow.id == DepartmentRow.jurisdiction_id)
+        .order_by(DepartmentRow.code)
+    )
     if code is not None:
         stmt = stmt.where(DepartmentRow.code == code)
-    rows = list(session.scalars(stmt))
-    keys: dict[str, list[str]] = {}
+    if jurisdiction is not None:
+        stmt = stmt.where(jur_code == jurisdiction)
+    rows = [(r, str(jc)) for r, jc in session.execute(stmt)]
     stmt_keys = select(DepartmentAccountRow).where(DepartmentAccountRow.active.is_(True))
-    if code is not None and rows:
-        stmt_keys = stmt_keys.where(DepartmentAccountRow.department_id == rows[0].id)
+    if code is not None or jurisdiction is not None:
+        stmt_keys = stmt_keys.where(DepartmentAccountRow.department_id.in_([r.id for r, _ in rows]))
+    keys: dict[str, list[str]] = {}
     for k in session.scalars(stmt_keys.order_by(DepartmentAccountRow.account)):
         keys.setdefault(k.department_id, []).append(k.account)
-    out = []
-    for r in rows:
-        jc = jur_code.get(r.jurisdiction_id, r.jurisdiction_id)
-        if jurisdiction is not None and jc != jurisdiction:
-            continue
-        out.append(
-            {
-                "code": r.code,
-                "name": r.name,
-                "jurisdiction": jc,
-                "accounts": keys.get(r.id, []),
-                "tx_hash": r.tx_hash,
-                "block_number": r.block_number,
-            }
-        )
-    return out
+    return [
+        {"code": r.code, "name": r.name, "jurisdiction": jc, "accounts": keys.get(r.id, []), "tx_hash": r.tx_hash,
+         "block_number": r.block_number}
+        for r, jc in rows
+    ]

@@ -66,9 +66,9 @@ def list_jurisdictions(session: SessionDep, tier: Tier | None = None) -> list[Ju
 @router.get("/jurisdictions/{code:path}", response_model=JurisdictionPublic)
 def get_jurisdiction(code: str, session: SessionDep) -> JurisdictionPublic:
     """One jurisdiction by code."""
-    for r in tree.jurisdictions(session):
-        if r["code"] == code:
-            return JurisdictionPublic(**r)
+    found = tree.jurisdiction(session, code)
+    if found is not None:
+        return JurisdictionPublic(**found)
     raise ApiProblem(404, "not-found", "No such jurisdiction", f"no jurisdiction with code {code!r} is indexed")
 
 

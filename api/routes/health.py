@@ -27,17 +27,20 @@ def _head(chain: TierChain) -> int | None:
 
 
 @router.get("/health", response_model=Health)
-async def health(services: OptionalServicesDep, session: SessionDep) -> Health:
+def health(services: OptionalServicesDep, session: SessionDep) -> Health:
     """Per chain: head, indexer cursor and lag (blocks), confirmations; per child directory: its relay lag
     (blocks and seconds of its chain); queued submissions and index counts. The top-level chain fields are the
-    city chain's. On a read-only replica: the index counts alone (``read_only`` true; no chain is asked)."""
+    city chain's. On a read-only replica: the index counts alone (``read_only`` true; no chain is asked).
+
+    A plain ``def``, run in the thread pool: the counts scan whole tables (``COUNT(*)`` over every indexed event)
+    and the heads are RPC round trips, neither of which may hold up the event loop that serves the point reads."""
     if services is None:
         return Health(status="ok", read_only=True, chain_id=None, head=None, cursor=None, lag_blocks=None,
                       confirmations=None, chains=[], children=[], sync_rounds=0, pending_submissions=0,
                       counts={**queries.counts(session), **sharing.counts(session)})
     chains = []
     for chain in services.chains:
-        head = await run_in_threadpool(_head, chain)
+        head = _head(chain)
         stored = queries.cursor(session, chain.chain_id, chain.factory)
         cursor = stored.block_number if stored is not None else None
         chains.append(ChainHealth(name=chain.name, chain_id=chain.chain_id, factory=chain.factory, head=head,

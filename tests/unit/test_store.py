@@ -19,7 +19,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from chain.abi import DecodedLog
-from registry import queries
+from registry import queries, tree
 from registry.canonical import canonical_bytes, code_id
 from registry.db import Base, CatalogRow, Cursor, make_engine, migrate, session_factory
 from registry.errors import ReorgDetected
@@ -344,6 +344,38 @@ def test_directory_events_fill_jurisdictions_departments_accounts(session: Sessi
         text("SELECT active, department_id FROM department_accounts WHERE account = :a"), {"a": KEY_XC}
     ).one()
     assert row.active in (1, True) and row.department_id == "0x" + code_id(DX_CIVIL).hex()
+
+
+def test_tree_point_reads_answer_as_the_listings(session: Session) -> None:
+    """registry.tree: the point reads (a jurisdiction by code, a department by code or jurisdiction) give exactly
+    the entries of the full listings; keys follow revocation; a department of a jurisdiction that is not indexed
+    shows the jurisdiction's id."""
+    c = Chain()
+    apply_all(session, world_events(c))
+    c.next_block()
+    second = to_checksum_address("0x" + keccak(text="key xc 2").hex()[:40])
+    apply_all(session, [account_set(c, XC_CIVIL, XICHENG, second, True), account_set(c, XC_CIVIL, XICHENG, KEY_XC,
+                                                                                     False)])
+    listed = {j["code"]: j for j in tree.jurisdictions(session)}
+    assert list(listed) == [CITY, XICHENG, DAXING]
+    for code, entry in listed.items():
+        assert tree.jurisdiction(session, code) == entry
+    assert listed[XICHENG]["parent"] == CITY and listed[CITY]["parent"] is None
+    assert tree.jurisdiction(session, "999999") is None
+
+    departments = {d["code"]: d for d in tree.departments(session)}
+    assert departments[XC_CIVIL]["jurisdiction"] == XICHENG and departments[XC_CIVIL]["accounts"] == [second]
+    assert departments[DX_CIVIL]["accounts"] == [KEY_DX]
+    for code, entry in departments.items():
+        assert tree.departments(session, code=code) == [entry]
+    assert tree.departments(session, jurisdiction=DAXING) == [departments[DX_CIVIL]]
+    assert tree.departments(session, jurisdiction=DAXING, code=XC_CIVIL) == []
+    assert tree.departments(session, code="D-NONE") == []
+
+    c.next_block()
+    apply_all(session, [department_registered(c, "DORPHAN", "未索引区划的部门", "120000")])
+    (orphan,) = tree.departments(session, code="DORPHAN")
+    assert orphan["jurisdiction"] == "0x" + code_id("120000").hex() and orphan["accounts"] == []
 
 
 def test_administrator_set_and_revoked(session: Session) -> None:
