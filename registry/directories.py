@@ -235,9 +235,7 @@ class Directories:
                                               parent=None if parent is None else parent.code))
                     jid = row.parent_id
                 else:
-                    lineage = tuple(reversed(chain))
-                    if lineage:
-                        self._lineages[code] = lineage
+                    lineage = self._lineages[code] = tuple(reversed(chain))  # reached the root
                     return list(lineage)
             if time.monotonic() >= deadline:
                 raise RouteError(f"jurisdiction {code} is not indexed")

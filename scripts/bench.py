@@ -281,7 +281,8 @@ def run_gas(run: Running, figures: Figures) -> None:
     for tx, receipt in (pair for chain in run.service.chains.values() for pair in _transactions(chain.rpc)):
         method = selectors.get(bytes.fromhex(str(tx.get("input", "0x"))[2:10]), "other")
         used = int(receipt["gasUsed"], 16)
-        events = Counter(ev.event for ev in map(codec.decode_log, receipt["logs"]) if ev is not None)
+        decoded = [ev for ev in map(codec.decode_log, receipt["logs"]) if ev is not None]
+        events = Counter(ev.event for ev in decoded)
         count = {"submitCatalogs": events["CatalogVersionRecorded"] + events["CatalogRetired"],
                  "submitSystems": events["SystemVersionRecorded"] + events["SystemRetired"],
                  "requestSharing": events["SharingRequested"], "decideSharing": events["SharingStatusChanged"],
@@ -295,8 +296,8 @@ def run_gas(run: Running, figures: Figures) -> None:
         items[method] += count
         txs[method] += 1
         if method == "relay" and count:
-            for ev in map(codec.decode_log, receipt["logs"]):
-                if ev is not None and ev.event == "Relayed":
+            for ev in decoded:
+                if ev.event == "Relayed":
                     kind = selectors.get(bytes(ev.args["selector"]), "?")
                     relayed_by_kind[kind][1] += 1
             relayed_by_kind["_all"][0] += used
@@ -479,7 +480,8 @@ def run_references(run: Running, figures: Figures, count: int, common_count: int
     rpc: Rpc = chain.rpc
     chain_id = client.chain_id
 
-    # ours: POST /catalogs with pre-signed bodies, 32 concurrent clients, until every transaction is indexed
+    # ours: POST /catalogs with pre-signed bodies from 8 client processes of 32 threads, until every transaction is
+    # indexed
     ours_signed = _signed(run, records[:count], jurisdiction, owner)
     bodies = [{"action": "register", "version": 1, "record": json.loads(r.model_dump_json()),
                "nonce": m.message["nonce"], "deadline": m.message["deadline"], "signature": "0x" + s.hex()}
