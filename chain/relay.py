@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import cache, lru_cache
+from functools import cache, cached_property, lru_cache
 from typing import Any
 
 from eth_abi import decode as abi_decode
@@ -129,9 +129,11 @@ class Origin:
         """The ABI tuple of ``IDirectoryRelay.Origin``."""
         return (self.chain_id, self.directory, self.tx_hash, self.block_number, self.block_hash, self.log_index)
 
-    @property
+    @cached_property
     def key(self) -> bytes:
-        """The parent's at-most-once key: keccak256(abi.encode(chainId, directory, txHash, logIndex))."""
+        """The parent's at-most-once key: keccak256(abi.encode(chainId, directory, txHash, logIndex)). Computed
+        once per origin: the tier sync asks it several times per item (held at the parent, seen in the pass,
+        applied by the transaction), and each time cost an ABI encoding and a keccak."""
         return origin_key(self.chain_id, self.directory, self.tx_hash, self.log_index)
 
     def __str__(self) -> str:

@@ -489,10 +489,15 @@ def run_references(run: Running, figures: Figures, count: int, common_count: int
     loader = DirectoryLoader(run.url, run.keys, index_timeout_s=600)
     with ProcessPoolExecutor(max_workers=8, mp_context=multiprocessing.get_context("spawn")) as pool:
         list(pool.map(_post_client, [run.url] * 8, [[] for _ in range(8)]))  # warm up: start the processes
+        cpu_before = _cpu_s(os.getpid()), sum(_cpu_s(pid) for pid in run.anvil_pids().values())
         started = time.monotonic()
         hashes = list(pool.map(_post_client, [run.url] * 8, [bodies[i::8] for i in range(8)]))
         loader._await_indexed("bench", {h for share in hashes for h in share})
         ours_s = time.monotonic() - started
+        # CPU per record while ours ran: this process is the service (API, batchers, indexers, tier sync relaying
+        # the new records to the city) and the bench's waiting main thread; the clients are other processes
+        ours_cpu_ms = [1000 * (after - before) / count for before, after in zip(
+            cpu_before, (_cpu_s(os.getpid()), sum(_cpu_s(pid) for pid in run.anvil_pids().values())), strict=True)]
 
     # raw limit: the same submitCatalogs batches (200 per transaction, like the batcher), pre-signed by a second
     # relayer key, sent as one batched raw JSON-RPC request; wait for every receipt
@@ -558,6 +563,10 @@ def run_references(run: Running, figures: Figures, count: int, common_count: int
         "records": count, "common_records": common_count, "batch": 200,
         "ours_per_s": round(ours_rate, 1), "raw_per_s": round(raw_rate, 1), "common_per_s": round(common_rate, 1),
         "ours_over_raw": round(ours_rate / raw_rate, 3), "ours_over_common": round(ours_rate / common_rate, 1),
+        "ours_cpu_ms_per_record": {"service": round(ours_cpu_ms[0], 2), "anvils": round(ours_cpu_ms[1], 2)},
+        # what every process together may spend per record, on this machine's cores, for ours to reach half the
+        # raw limit
+        "cpu_ms_per_record_at_half_raw": round(1000 * (os.cpu_count() or 1) / (0.5 * raw_rate), 2),
     }
     _say(f"references: {figures.references}")
 
@@ -647,7 +656,7 @@ def main(argv: list[str] | None = None) -> int:
     audit_events = args.audit_events or (1_000_000 if big else 5_000)
     figures = Figures(machine={
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "host": platform.node(),
-        "cpus": __import__("os").cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+        "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
         "mining": "automine" if args.block_time is None else f"interval mining of {args.block_time:g}-s blocks",
         "chains": "two (city; districts and streets)" if args.district_chain else "one",
     })
