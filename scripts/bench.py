@@ -528,6 +528,7 @@ def run_references(run: Running, figures: Figures, count: int, common_count: int
         signed = bench_key.sign_transaction(tx)
         raws.append("0x" + signed.raw_transaction.hex())
         hashes.append("0x" + signed.hash.hex())
+    raw_anvil_before = sum(_cpu_s(pid) for pid in run.anvil_pids().values())
     started = time.monotonic()
     for i in range(0, len(raws), 2):  # two transactions (~300 kB) per JSON-RPC batch: anvil caps request bodies
         results = rpc.batch([("eth_sendRawTransaction", [raw]) for raw in raws[i : i + 2]])
@@ -542,6 +543,7 @@ def run_references(run: Running, figures: Figures, count: int, common_count: int
         if pending:
             time.sleep(0.005)
     raw_s = time.monotonic() - started
+    raw_anvil_ms = 1000 * (sum(_cpu_s(pid) for pid in run.anvil_pids().values()) - raw_anvil_before) / count
 
     # the common pattern: one transact + wait_for_transaction_receipt per record
     common_records = records[2 * count :]
@@ -564,6 +566,7 @@ def run_references(run: Running, figures: Figures, count: int, common_count: int
         "ours_per_s": round(ours_rate, 1), "raw_per_s": round(raw_rate, 1), "common_per_s": round(common_rate, 1),
         "ours_over_raw": round(ours_rate / raw_rate, 3), "ours_over_common": round(ours_rate / common_rate, 1),
         "ours_cpu_ms_per_record": {"service": round(ours_cpu_ms[0], 2), "anvils": round(ours_cpu_ms[1], 2)},
+        "raw_cpu_ms_per_record": {"anvils": round(raw_anvil_ms, 2)},
         # what every process together may spend per record, on this machine's cores, for ours to reach half the
         # raw limit
         "cpu_ms_per_record_at_half_raw": round(1000 * (os.cpu_count() or 1) / (0.5 * raw_rate), 2),

@@ -53,6 +53,7 @@ def test_bench_small_scale_measures_every_section(tmp_path: Path, chains: list[s
     # the service did the work of the records it registered; anvil mined them
     assert f["references"]["ours_cpu_ms_per_record"]["service"] > 0
     assert f["references"]["ours_cpu_ms_per_record"]["anvils"] > 0
+    assert f["references"]["raw_cpu_ms_per_record"]["anvils"] > 0
     assert f["references"]["cpu_ms_per_record_at_half_raw"] > 0
     assert f["memory"]["service_mib"] > 0 and all(f["memory"][f"{name}_mib"] > 0 for name in anvils)
     text = report.read_text(encoding="utf-8")
