@@ -16,7 +16,9 @@ per jurisdiction, in this process, serving its API over HTTP on loopback. Prints
 6. peak memory (RSS high-water mark) of this process (service, API), of the loader and of each anvil;
 7. in the same run against the same node, the references for registration throughput: the raw limit (the same
    ``submitCatalogs`` batches pre-signed and sent as one batched raw JSON-RPC request) and the common web3.py
-   pattern (one ``transact`` + ``wait_for_transaction_receipt`` per record), with the ratios of ours to each.
+   pattern (one ``transact`` + ``wait_for_transaction_receipt`` per record), with the ratios of ours to each, and
+   the CPU per record (milliseconds) of the service and the anvils while ours runs, of the anvils while the raw limit
+   runs, and what every process together may use per record for ours to reach half the raw limit.
 
 No timing is asserted anywhere: the figures are printed, compared with the targets, and left to the reader.
 """
