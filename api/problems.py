@@ -71,15 +71,28 @@ class ApiProblem(Exception):
         self.detail = detail
         self.extra = extra
 
+    def body(self, instance: str | None = None) -> dict[str, Any]:
+        """The problem document (RFC 9457) this problem is answered with."""
+        return problem_body(self.status, self.slug, self.title, self.detail, instance, **self.extra)
+
+
+def problem_body(
+    status: int, slug: str, title: str, detail: str, instance: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    """A problem document (RFC 9457): ``type`` ``/problems/{slug}``, ``title``, ``status``, ``detail``, ``instance``
+    when given, and the extension members ``extra``."""
+    body: dict[str, Any] = {"type": f"/problems/{slug}", "title": title, "status": status, "detail": detail}
+    if instance:
+        body["instance"] = instance
+    body.update(extra)
+    return body
+
 
 def problem_response(
     status: int, slug: str, title: str, detail: str, instance: str | None = None, **extra: Any
 ) -> JSONResponse:
     """A problem+json response (RFC 9457)."""
-    body: dict[str, Any] = {"type": f"/problems/{slug}", "title": title, "status": status, "detail": detail}
-    if instance:
-        body["instance"] = instance
-    body.update(extra)
+    body = problem_body(status, slug, title, detail, instance, **extra)
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
 
 

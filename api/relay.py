@@ -1,6 +1,10 @@
 """The API's submission front: choose the directory, check the signature, reserve, hand to the directory's
 batcher, answer with the transaction hash or the refusal.
 
+A submission that no transaction carries within the relay's timeout gets 503 ``submission-pending`` with a
+``status_url`` (``/submissions/queued/{id}``, the id keccak256 of its signature): it stays queued, and
+:meth:`Relay.queued` tells whether it was sent since (and in which transaction) or refused (and why).
+
 The batcher simulates each batch (one ``eth_call``) before sending it and, if the batch would revert, each of
 its submissions alone: a refused submission gets its decoded custom error (a 4xx here) and never reaches the
 chain, so a rejected submission writes nothing. Two identical submissions in flight at once are refused (409)
@@ -12,8 +16,10 @@ from __future__ import annotations
 import asyncio
 import threading
 from concurrent.futures import Future
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
+from eth_utils import keccak
 from starlette.concurrency import run_in_threadpool
 
 from api.problems import ApiProblem, revert_problem
@@ -32,6 +38,23 @@ def _sent(future: Future[str]) -> str | None:
     return future.result()
 
 
+@dataclass(frozen=True)
+class QueuedSubmission:
+    """What became of a submission answered 503 ``submission-pending``: ``status`` ``queued`` (no transaction yet),
+    ``sent`` (``tx_hash`` carries it: follow it at ``/submissions/{tx_hash}``) or ``refused`` (``problem``: the 4xx
+    it would have been answered with)."""
+
+    submission: str
+    status: Literal["queued", "sent", "refused"]
+    tx_hash: str | None = None
+    problem: ApiProblem | None = None
+
+
+def submission_id(signature: bytes) -> str:
+    """The id of a signed submission: 0x-hex keccak256 of its 65-byte signature (one per signed message)."""
+    return "0x" + keccak(signature).hex()
+
+
 class Relay:
     """Relays signed messages to the directory :meth:`Directories.route` chooses, through its batcher;
     ``timeout_s`` bounds the wait for a transaction hash."""
@@ -41,6 +64,9 @@ class Relay:
         self.timeout_s = timeout_s
         self._inflight: dict[tuple[str, str], tuple[str, Batcher | None]] = {}
         self._lock = threading.Lock()
+        #: submission id → the batcher's future, for each submission answered 503 (kept for the service's life: one
+        #: small entry per submission that waited longer than ``timeout_s``)
+        self._queued: dict[str, Future[str]] = {}
 
     def _reserve(self, keys: list[tuple[str, str]]) -> None:
         with self._lock:
@@ -62,6 +88,27 @@ class Relay:
                     self._inflight.pop(key, None)
                 else:
                     self._inflight[key] = (tx_hash, batcher)
+
+    def queued(self, submission: str) -> QueuedSubmission | None:
+        """What became of the submission ``submission`` (:func:`submission_id`) answered 503 by this relay; None
+        if it was not answered 503 here. A refusal is the problem the submission would have got at once: a mapped
+        contract error (4xx), or 502 ``relay-failed`` when the transaction could not be sent."""
+        with self._lock:
+            future = self._queued.get(submission.lower())
+        if future is None:
+            return None
+        if not future.done():
+            return QueuedSubmission(submission, "queued")
+        if future.cancelled():
+            return QueuedSubmission(submission, "refused", problem=ApiProblem(
+                409, "cancelled", "The submission was cancelled", "the queued submission was dropped unsent"))
+        exc = future.exception()
+        if exc is None:
+            return QueuedSubmission(submission, "sent", tx_hash=future.result())
+        if isinstance(exc, (ContractRevert, UnknownRevert)):
+            return QueuedSubmission(submission, "refused", problem=revert_problem(exc))
+        return QueuedSubmission(submission, "refused", problem=ApiProblem(
+            502, "relay-failed", "The submission's transaction could not be sent", str(exc)))
 
     def outcome_known(self, tx_hash: str) -> bool:
         """Whether a batcher of this service sent (or is sending) transaction ``tx_hash``."""
@@ -88,7 +135,8 @@ class Relay:
         Raises :class:`ApiProblem`: 400 for a malformed signature, 409 for a duplicate in flight, 422 when the
         directory cannot be chosen, 4xx mapped from the contract's custom error when the batcher's simulation of
         the submission reverts, 503 ``submission-pending`` when no transaction carried it within ``timeout_s``
-        seconds (it stays queued, reserved against duplicates until the batcher sends or refuses it).
+        seconds (it stays queued, reserved against duplicates until the batcher sends or refuses it; the problem's
+        ``status_url`` follows it, see :meth:`queued`).
         """
         signature = bytes.fromhex(signature_hex[2:])
         target = await self.route(msg)
@@ -112,11 +160,14 @@ class Relay:
             # shield: a timeout or a client gone away must not cancel a submission the batcher may already hold
             tx_hash = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), timeout=self.timeout_s)
         except TimeoutError as exc:
+            queued = submission_id(signature)
+            with self._lock:
+                self._queued[queued] = future
             raise ApiProblem(
                 503, "submission-pending", "The submission is queued but not yet in a transaction",
-                f"no transaction carried it within {self.timeout_s:g} s; it stays queued and may still be sent. "
-                f"Retry later: a retry of a version already recorded is refused as a duplicate",
-                directory=target.client.address,
+                f"no transaction carried it within {self.timeout_s:g} s; it stays queued and may still be sent: "
+                f"follow it at status_url, which gives its transaction once sent",
+                directory=target.client.address, submission=queued, status_url=f"/submissions/queued/{queued}",
             ) from exc
         except (ContractRevert, UnknownRevert) as exc:
             raise revert_problem(exc) from exc

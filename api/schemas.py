@@ -99,6 +99,17 @@ class SubmissionStatus(BaseModel):
     chain_id: int | None = None
 
 
+class QueuedSubmissionPublic(BaseModel):
+    """What became of a submission answered 503 ``submission-pending``: ``queued`` (no transaction yet), ``sent``
+    (``tx_hash`` carries it; follow it at ``/submissions/{tx_hash}``) or ``refused`` (``problem``: the problem
+    document it would have been answered with at once, ``status`` its HTTP status)."""
+
+    submission: str
+    status: Literal["queued", "sent", "refused"]
+    tx_hash: str | None = None
+    problem: dict[str, Any] | None = None
+
+
 class VersionPublic(BaseModel):
     """One committed version of a catalog or system, with its provenance on chain."""
 

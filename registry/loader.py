@@ -203,7 +203,9 @@ class DirectoryLoader:
     """Client of the API at ``api_url`` that loads a :class:`registry.seed.Directory`.
 
     ``deadline_s``: validity of each signature (seconds). ``workers``: concurrent POSTs per phase.
-    ``index_timeout_s``: longest wait for a phase's transactions to be indexed (seconds).
+    ``index_timeout_s``: longest wait for a phase's transactions to be indexed (seconds), and for a submission the
+    service answered 503 ``submission-pending`` (queued, not yet in a transaction) to be sent or refused: such a
+    submission is followed at its ``status_url``, not counted as failed.
     ``http``: an httpx client to use instead of its own (e.g. FastAPI's in-process TestClient). Without one, each
     thread of the loader gets its own client (connection pool): one client shared by dozens of threads lost
     sockets under load (``ReadError: [Errno 9] Bad file descriptor`` from httpcore at Beijing scale).
@@ -308,7 +310,10 @@ class DirectoryLoader:
             if not isinstance(prepared, tuple):
                 return prepared, None
             _code, path, body, _outcome = prepared
-            return prepared, self.http.post(path, json=body)
+            reply = self.http.post(path, json=body)
+            if reply.status_code == 503 and reply.content and "status_url" in reply.json():
+                reply = self._follow_queued(reply)
+            return prepared, reply
 
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
             for prepared, reply in pool.map(run, jobs):
@@ -335,6 +340,27 @@ class DirectoryLoader:
         summary.seconds += time.monotonic() - started
         self._steps[phase] = time.monotonic() - started
         return posted
+
+    def _follow_queued(self, pending: httpx.Response) -> httpx.Response:
+        """Follow a submission the service answered 503 ``submission-pending`` (queued, no transaction yet) at its
+        ``status_url`` until a transaction carries it or the service refuses it, at most ``index_timeout_s``
+        seconds; returns the answer the submission would have had: 202 with the ``tx_hash``, the refusal's problem
+        (4xx), or ``pending`` itself if it is still queued at the deadline."""
+        url = str(pending.json()["status_url"])
+        deadline = time.monotonic() + self.index_timeout_s
+        delay = 0.05
+        while time.monotonic() < deadline:
+            reply = self.http.get(url)
+            reply.raise_for_status()
+            state = reply.json()
+            if state["status"] == "sent":
+                return httpx.Response(202, json={"tx_hash": state["tx_hash"]})
+            if state["status"] == "refused":
+                problem = state["problem"]
+                return httpx.Response(int(problem["status"]), json=problem)
+            time.sleep(delay)
+            delay = min(1.0, delay * 2)
+        return pending
 
     def _await_indexed(self, phase: str, tx_hashes: set[str]) -> None:
         deadline = time.monotonic() + self.index_timeout_s

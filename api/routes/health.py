@@ -1,4 +1,5 @@
-"""``/health``, ``/submissions/{tx}``, ``/eip712``: service state, submission state, what to sign."""
+"""``/health``, ``/submissions/{tx}``, ``/submissions/queued/{id}``, ``/eip712``: service state, submission state,
+what to sign."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import OptionalServicesDep, Services, ServicesDep, SessionDep
 from api.problems import ApiProblem
-from api.schemas import ChainHealth, ChildLagPublic, Health, SubmissionStatus
+from api.schemas import ChainHealth, ChildLagPublic, Health, QueuedSubmissionPublic, SubmissionStatus
 from chain import eip712
 from chain.errors import ChainError
 from chain.sender import parse_receipt
@@ -78,6 +79,20 @@ def _known(services: Services, tx_hash: str) -> bool:
     if services.relay.outcome_known(tx_hash):
         return True
     return any(chain.rpc.call("eth_getTransactionByHash", [tx_hash]) is not None for chain in services.chains)
+
+
+@router.get("/submissions/queued/{submission}", response_model=QueuedSubmissionPublic)
+async def queued_submission(submission: str, services: ServicesDep) -> QueuedSubmissionPublic:
+    """What became of a submission answered 503 ``submission-pending`` (its ``status_url``): ``queued``, ``sent``
+    with the ``tx_hash`` that carries it, or ``refused`` with the problem it would have been answered with. 404
+    for an id this service did not answer 503 (ids are keccak256 of the submission's signature)."""
+    found = services.relay.queued(submission)
+    if found is None:
+        raise ApiProblem(404, "not-found", "No such queued submission",
+                         f"this service answered no submission {submission!r} with 503 submission-pending")
+    problem = None if found.problem is None else found.problem.body(f"/submissions/queued/{submission}")
+    return QueuedSubmissionPublic(submission=found.submission, status=found.status, tx_hash=found.tx_hash,
+                                  problem=problem)
 
 
 @router.get("/submissions/{tx_hash}", response_model=SubmissionStatus)

@@ -11,6 +11,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from api.relay import Relay
 from chain.node import free_port
 from chain.rpc import Rpc
 from dirchain.service import Service, start_service
@@ -43,15 +44,21 @@ def make_settings(
 
 
 @contextmanager
-def running_service(settings: Settings) -> Iterator[tuple[Service, TestClient]]:
-    """Start the service (funding its relayer on an external anvil) and yield it with an in-process client."""
+def running_service(
+    settings: Settings, relay_timeout_s: float | None = None
+) -> Iterator[tuple[Service, TestClient]]:
+    """Start the service (funding its relayer on an external anvil) and yield it with an in-process client;
+    ``relay_timeout_s``: how long a submission waits for its transaction before 503 (default the relay's)."""
     for url in (settings.rpc_url, settings.district_rpc_url):
         if url is not None:
             for label in ("relayer", "administrator", "sync"):
                 Rpc(url).call("anvil_setBalance", [Keystore(settings.home / "keys").address(label), hex(FUNDS_WEI)])
     service = start_service(settings)
     try:
-        with TestClient(create_app(service.services(), settings.max_body_bytes)) as client:
+        services = service.services()
+        if relay_timeout_s is not None:
+            services.relay = Relay(service.directories, timeout_s=relay_timeout_s)
+        with TestClient(create_app(services, settings.max_body_bytes)) as client:
             yield service, client
     finally:
         service.stop()

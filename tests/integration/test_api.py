@@ -14,7 +14,7 @@ from eth_account.signers.local import LocalAccount
 from fastapi.testclient import TestClient
 
 from api.problems import ApiProblem
-from api.relay import Relay
+from api.relay import QueuedSubmission, Relay
 from chain import eip712
 from chain.batcher import Batcher
 from chain.directory import to_struct
@@ -439,10 +439,20 @@ def test_a_submission_not_sent_in_time_is_503_pending_and_is_sent_later(
         asyncio.run(relay.submit(msg, signature, record.code))
     assert pending.value.status == 503 and pending.value.slug == "submission-pending"
     assert "may still be sent" in pending.value.detail
+    queued = pending.value.extra["submission"]
+    assert pending.value.extra["status_url"] == f"/submissions/queued/{queued}"
+    assert relay.queued(queued) == QueuedSubmission(queued, "queued")
+    assert relay.queued("0x" + "00" * 32) is None  # never answered 503 here
     with pytest.raises(ApiProblem) as duplicate:
         asyncio.run(relay.submit(msg, signature, record.code))
     assert duplicate.value.status == 409 and duplicate.value.slug == "in-flight"
-    assert stalled.batcher.pending() == 1
+    # a second submission queued behind it, which the contract will refuse: version 2 of a catalog not registered
+    bad, _ = _new_catalog(seed, "110102", "PENDING2")
+    bad_msg = record_message(bad, "update", 2, next_nonce(), int(time.time()) + 3600)
+    with pytest.raises(ApiProblem) as bad_pending:
+        asyncio.run(relay.submit(bad_msg, "0x" + _sign(client, keys.account(dept), bad_msg).hex(), bad.code))
+    assert bad_pending.value.status == 503
+    assert stalled.batcher.pending() == 2
     stalled.batcher.start()
     try:
         deadline = time.monotonic() + 30
@@ -450,11 +460,51 @@ def test_a_submission_not_sent_in_time_is_503_pending_and_is_sent_later(
             assert time.monotonic() < deadline, "the queued submission was never sent and indexed"
             time.sleep(0.1)
         assert client.get(f"/catalogs/{record.code}").json()["versions"][0]["version"] == 1
+        # the queued submission now names the transaction that carried it; the refused one, the problem it got
+        sent = relay.queued(queued)
+        assert sent is not None and sent.status == "sent" and sent.tx_hash is not None
+        assert client.get(f"/submissions/{sent.tx_hash}").json()["status"] in ("mined", "indexed")
+        assert client.get(f"/catalogs/{record.code}").json()["versions"][0]["tx_hash"] == sent.tx_hash
+        refused = relay.queued(bad_pending.value.extra["submission"])
+        assert refused is not None and refused.status == "refused" and refused.problem is not None
+        assert refused.problem.status == 409 and refused.problem.extra["error"]["name"] == "RecordStatusInvalid"
+        assert client.get(f"/catalogs/{bad.code}").status_code == 404
         with pytest.raises(ApiProblem) as again:  # recorded: the same version again is refused by the contract
             asyncio.run(relay.submit(msg, signature, record.code))
         assert again.value.status == 409 and again.value.extra["error"]["name"] == "RecordStatusInvalid"
     finally:
         stalled.batcher.stop()
+
+
+def test_the_loader_follows_submissions_answered_503_to_their_transactions(
+    anvil: AnvilNode, tmp_path: Path, seed: Directory
+) -> None:
+    """A service whose relay answers 503 ``submission-pending`` to every submission (no wait for a transaction at
+    all) still takes the whole seed through its API: the problem's ``status_url`` says when a transaction carries
+    the submission, and the loader follows it there instead of counting a failure."""
+    with running_service(make_settings(tmp_path, anvil.rpc_url), relay_timeout_s=0.0) as (_service, client):
+        keys = _keystore(tmp_path)
+        summary = DirectoryLoader("http://testserver", keys, http=client).load(seed, read_sharing(SEED_SHARING_FILE))
+        assert summary.ok, {p: s.failed for p, s in summary.phases.items() if s.failed}
+        assert summary.phases["catalogs"].added == 22 and summary.phases["systems"].added == 69
+        assert client.get("/catalogs", params={"limit": 1}).json()["total"] == 22
+        # one submission by hand: 503 with where to follow it, then its transaction, then the record indexed
+        record, dept = _new_catalog(seed, "110101", "QUEUED1")
+        msg = record_message(record, "register", 1, next_nonce(), int(time.time()) + 3600)
+        body = {"action": "register", "version": 1, "record": record_json(record), "nonce": msg.message["nonce"],
+                "deadline": msg.message["deadline"], "signature": "0x" + _sign(client, keys.account(dept), msg).hex()}
+        reply = client.post("/catalogs", json=body)
+        assert reply.status_code == 503 and reply.json()["type"] == "/problems/submission-pending"
+        status_url = reply.json()["status_url"]
+        deadline = time.monotonic() + 30
+        while (state := client.get(status_url).json())["status"] == "queued":
+            assert time.monotonic() < deadline, "the queued submission was never sent"
+            time.sleep(0.05)
+        assert state["status"] == "sent" and TX_HASH.match(state["tx_hash"]) and state["problem"] is None
+        wait_indexed(client, state["tx_hash"])
+        assert client.get(f"/catalogs/{record.code}").json()["versions"][0]["tx_hash"] == state["tx_hash"]
+        unknown = client.get("/submissions/queued/0x" + "00" * 32)
+        assert unknown.status_code == 404 and unknown.json()["type"] == "/problems/not-found"
 
 
 def test_a_cancelled_submission_is_dropped_and_the_batcher_keeps_working(

@@ -123,6 +123,7 @@ def test_reads_equal_the_service_api(tiered_seed: TieredSeed, replica: httpx.Cli
     ("GET", "/eip712", None),
     ("GET", "/audit/drift", None),
     ("GET", "/submissions/0x" + "00" * 32, None),
+    ("GET", "/submissions/queued/0x" + "00" * 32, None),
 ])
 def test_what_needs_a_chain_is_a_read_only_problem(replica: httpx.Client, method: str, path: str,
                                                    body: dict[str, Any] | None) -> None:
