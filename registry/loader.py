@@ -311,7 +311,8 @@ class DirectoryLoader:
                 return prepared, None
             _code, path, body, _outcome = prepared
             reply = self.http.post(path, json=body)
-            if reply.status_code == 503 and reply.content and "status_url" in reply.json():
+            problem = reply.headers.get("content-type", "").startswith("application/problem+json")
+            if reply.status_code == 503 and problem and "status_url" in reply.json():
                 reply = self._follow_queued(reply)
             return prepared, reply
 
