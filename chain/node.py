@@ -57,8 +57,27 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _await_answer(process: subprocess.Popen[bytes], url: str, started: float, timeout_s: float) -> None:
+    """Wait until the anvil ``process`` answers ``eth_chainId`` at ``url``, at most until ``timeout_s`` seconds after
+    ``started`` (``time.monotonic``).
+
+    Raises :class:`NodeError` if it exits first (with its stderr) or does not answer in time."""
+    while time.monotonic() < started + timeout_s:
+        if process.poll() is not None:
+            err = process.stderr.read().decode(errors="replace") if process.stderr else ""
+            raise NodeError(f"anvil exited with {process.returncode}: {err.strip()}")
+        try:
+            r = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"}, timeout=1)
+            if r.status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise NodeError(f"anvil did not answer on {url} within {timeout_s} s")
+
+
 class AnvilNode:
-    """A child anvil process on 127.0.0.1.
+    """A child anvil process on 127.0.0.1 (two without state roots: see ``state_roots``).
 
     ``state_path``: file anvil loads at start and dumps on exit (SIGINT, :meth:`stop`) and every
     ``state_interval_s`` seconds (blocks, transactions and logs survive a restart; a crash of anvil itself loses the
@@ -75,6 +94,22 @@ class AnvilNode:
     scale 32 states peaked at 146 MiB against 526 MiB keeping anvil's default in memory (``--max-persisted-states
     0``).
     Blocks, transactions, receipts and logs are all kept either way.
+
+    ``state_roots``: whether blocks carry a state root. anvil 1.7 computes it by rebuilding the whole state trie —
+    every account and every storage slot, however few a block changed — on every block: an empty block cost 75–80 ms
+    of anvil's CPU at the state a Beijing-scale load leaves (4,178 blocks), and that fixed cost per block was most
+    of anvil's CPU in the load (a node that keeps its trie, as Besu or geth do, pays for the slots a block changes).
+    Without state roots (the default) the node mines on top of a **genesis node** — a second, idle anvil that is
+    never sent a transaction — as a fork of its block 0 (``--fork-url``): anvil computes no state root for a forked
+    database, so each block's ``stateRoot`` is zero and the same empty block costs 2.5–4.5 ms. Everything else
+    is the same chain (transactions executed alike, receipts, logs, ``transactionsRoot`` and ``receiptsRoot``,
+    hash-linked headers, ``evm_snapshot``/``evm_revert``, ``--state`` persistence). Nothing in this project reads a
+    state root — an auditor's evidence proves a log against the header's receipts root (:mod:`chain.proofs`) — so
+    what it gives up is ``eth_getProof`` against the header. Block 0 is the genesis node's, a new one on each
+    start: after a restart block 1's ``parentHash`` no longer names it (the index never reads block 0). One anvil
+    test method also differs: ``anvil_reorg`` drops the replaced blocks but keeps their transactions' effects on the
+    state, so the tests that reorganise a chain run with state roots (a real network rolls its state back with its
+    blocks). ``DIRCHAIN_ANVIL_STATE_ROOTS=1`` (``state_roots=True``) runs anvil alone, with state roots.
     """
 
     def __init__(
@@ -87,6 +122,7 @@ class AnvilNode:
         chain_id: int = 31337,
         gas_limit: int = 300_000_000,
         history_states: int = HISTORY_STATES,
+        state_roots: bool = False,
         extra_args: list[str] | None = None,
     ) -> None:
         self.port = port or free_port()
@@ -96,16 +132,29 @@ class AnvilNode:
         self.chain_id = chain_id
         self.gas_limit = gas_limit
         self.history_states = history_states
+        self.state_roots = state_roots
         self.extra_args = extra_args or []
         self.process: subprocess.Popen[bytes] | None = None
+        #: the idle anvil whose block 0 this node forks when it runs without state roots (None until started)
+        self.genesis: subprocess.Popen[bytes] | None = None
+        self.genesis_port: int | None = None
 
     @property
     def rpc_url(self) -> str:
         """HTTP JSON-RPC endpoint of the node."""
         return f"http://127.0.0.1:{self.port}"
 
+    def genesis_command(self, port: int) -> list[str]:
+        """The command line of the genesis node on ``port`` (see the class docstring): an anvil with this node's
+        chain id and block gas limit that mines nothing (``--no-mining``), so it stays at block 0."""
+        return [
+            str(anvil_binary()), "--host", "127.0.0.1", "--port", str(port), "--chain-id", str(self.chain_id),
+            "--gas-limit", str(self.gas_limit), "--no-mining", "--silent",
+        ]
+
     def command(self) -> list[str]:
-        """The anvil command line this node runs."""
+        """The anvil command line this node runs (after :meth:`start` has chosen the genesis node's port, when it
+        runs without state roots)."""
         cmd = [
             str(anvil_binary()),
             "--host", "127.0.0.1",
@@ -115,6 +164,12 @@ class AnvilNode:
             "--prune-history", str(self.history_states),
             "--silent",
         ]
+        if not self.state_roots:
+            if self.genesis_port is None:
+                raise NodeError("expected the genesis node's port (start() chooses it), got none")
+            # --no-storage-caching: anvil would otherwise cache what it reads from the fork under ~/.foundry/cache
+            cmd += ["--fork-url", f"http://127.0.0.1:{self.genesis_port}", "--fork-block-number", "0",
+                    "--no-storage-caching"]
         if self.state_path is not None:
             self.state_path.parent.mkdir(parents=True, exist_ok=True)
             cmd += ["--state", str(self.state_path), "--state-interval", str(self.state_interval_s)]
@@ -123,37 +178,39 @@ class AnvilNode:
         return cmd + self.extra_args
 
     def start(self, timeout_s: float = 20.0) -> str:
-        """Start anvil and wait until it answers ``eth_chainId``; returns the RPC URL.
+        """Start anvil (after its genesis node, without state roots) and wait until it answers ``eth_chainId``;
+        returns the RPC URL.
 
-        Raises :class:`NodeError` if it exits or does not answer within ``timeout_s`` seconds.
+        Raises :class:`NodeError` if either exits or does not answer within ``timeout_s`` seconds.
         """
-        self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
-                raise NodeError(f"anvil exited with {self.process.returncode}: {err.strip()}")
-            try:
-                r = httpx.post(self.rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"}, timeout=1)
-                if r.status_code == 200:
-                    return self.rpc_url
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise NodeError(f"anvil did not answer on {self.rpc_url} within {timeout_s} s")
+        started = time.monotonic()
+        try:
+            if not self.state_roots:
+                self.genesis_port = free_port()
+                self.genesis = subprocess.Popen(self.genesis_command(self.genesis_port), stdout=subprocess.DEVNULL,
+                                                stderr=subprocess.PIPE)
+                _await_answer(self.genesis, f"http://127.0.0.1:{self.genesis_port}", started, timeout_s)
+            self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            _await_answer(self.process, self.rpc_url, started, timeout_s)
+        except NodeError:
+            self.stop()
+            raise
+        return self.rpc_url
 
     def stop(self, timeout_s: float = 120.0) -> None:
         """Stop anvil with SIGINT (it dumps its state first), then SIGKILL after ``timeout_s`` seconds (a dump of
-        a large chain takes seconds; a kill during it loses what was mined since the last periodic dump)."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        a large chain takes seconds; a kill during it loses what was mined since the last periodic dump), and then
+        the genesis node, which has nothing to save."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.genesis is not None and self.genesis.poll() is None:
+            self.genesis.kill()
+            self.genesis.wait()
 
     def __enter__(self) -> AnvilNode:
         self.start()

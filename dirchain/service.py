@@ -165,11 +165,13 @@ def _nodes(settings: Settings) -> tuple[AnvilNode | None, AnvilNode | None]:
     city = None
     if settings.rpc_url is None:
         city = AnvilNode(settings.anvil_port, state_path=settings.home / "anvil-state.json",
-                         block_time_s=settings.block_time_s, chain_id=CITY_CHAIN_ID)
+                         block_time_s=settings.block_time_s, chain_id=CITY_CHAIN_ID,
+                         state_roots=settings.anvil_state_roots)
     district = None
     if settings.district_rpc_url is None and settings.district_chain:
         district = AnvilNode(settings.anvil_port + 1, state_path=settings.home / "anvil-district-state.json",
-                             block_time_s=settings.block_time_s, chain_id=DISTRICT_CHAIN_ID)
+                             block_time_s=settings.block_time_s, chain_id=DISTRICT_CHAIN_ID,
+                             state_roots=settings.anvil_state_roots)
     return city, district
 
 

@@ -28,6 +28,9 @@ class Settings:
     seconds between tier-sync rounds once caught up.
 
     ``api_workers``: uvicorn worker processes of ``dirchain api --read-only`` (the read-only replica).
+
+    ``anvil_state_roots``: whether the embedded anvils compute a state root for every block (False: blocks carry a
+    zero ``stateRoot`` and cost a fraction of the CPU; see :class:`chain.node.AnvilNode`).
     """
 
     home: Path
@@ -48,6 +51,7 @@ class Settings:
     district_confirmations: int | None = None
     sync_interval_s: float = 1.0
     api_workers: int = 1
+    anvil_state_roots: bool = False
 
     @property
     def single(self) -> bool:
@@ -71,6 +75,11 @@ def _optional_float(raw: str | None) -> float | None:
 
 def _optional_int(raw: str | None) -> int | None:
     return None if raw in (None, "") else int(raw)
+
+
+def _flag(raw: str | None) -> bool:
+    """An on/off setting: off when unset, empty, ``0``, ``false`` or ``no``."""
+    return raw not in (None, "", "0", "false", "no")
 
 
 def _directories(raw: str) -> str:
@@ -99,8 +108,9 @@ def settings() -> Settings:
         expiry_interval_s=float(env.get("DIRCHAIN_EXPIRY_INTERVAL_S", "2")),
         directories=_directories(env.get("DIRCHAIN_DIRECTORIES", "per-jurisdiction")),
         district_rpc_url=env.get("DIRCHAIN_DISTRICT_RPC_URL") or None,
-        district_chain=env.get("DIRCHAIN_DISTRICT_CHAIN", "") not in ("", "0", "false", "no"),
+        district_chain=_flag(env.get("DIRCHAIN_DISTRICT_CHAIN")),
         district_confirmations=_optional_int(env.get("DIRCHAIN_DISTRICT_CONFIRMATIONS")),
         sync_interval_s=float(env.get("DIRCHAIN_SYNC_INTERVAL_S", "1")),
         api_workers=int(env.get("DIRCHAIN_API_WORKERS", "1")),
+        anvil_state_roots=_flag(env.get("DIRCHAIN_ANVIL_STATE_ROOTS")),
     )

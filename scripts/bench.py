@@ -1,7 +1,8 @@
 """Benchmark of the directory chain on one machine: ``python scripts/bench.py --scale beijing --seed 1``.
 
-Runs against a fresh embedded chain (anvil, block gas limit 300,000,000, automine unless ``--block-time``; with
-``--district-chain`` a second anvil holds the districts' and streets' directories) and a service with a directory
+Runs against a fresh embedded chain (anvil, block gas limit 300,000,000, automine unless ``--block-time``, blocks
+without state roots on a genesis node unless ``--state-roots``, as the service's default; with ``--district-chain`` a
+second anvil holds the districts' and streets' directories) and a service with a directory
 per jurisdiction, in this process, serving its API over HTTP on loopback. Prints every figure and, with
 ``--write``, writes ``BENCHMARKS.md``:
 
@@ -151,7 +152,8 @@ def _vm_hwm_mib(pid: int) -> float:
 class Running:
     """The service under test with its API served over HTTP on loopback."""
 
-    def __init__(self, home: Path, block_time_s: float | None = None, district_chain: bool = False) -> None:
+    def __init__(self, home: Path, block_time_s: float | None = None, district_chain: bool = False,
+                 state_roots: bool = False) -> None:
         anvil_port = free_port()
         while district_chain and not _port_free(anvil_port + 1):  # the district chain's anvil takes the next port
             anvil_port = free_port()
@@ -159,7 +161,7 @@ class Running:
             home=home, database_url=f"sqlite:///{home / 'index.sqlite'}", rpc_url=None, anvil_port=anvil_port,
             confirmations=0, block_time_s=block_time_s, host="127.0.0.1", port=free_port(), max_body_bytes=256 * 1024,
             keystore_password="", deadline_s=3600, directories="per-jurisdiction", sync_interval_s=0.2,
-            district_chain=district_chain,
+            district_chain=district_chain, anvil_state_roots=state_roots,
         )
         self.service: Service = start_service(self.settings)
         config = uvicorn.Config(create_app(self.service.services(), self.settings.max_body_bytes),
@@ -174,11 +176,15 @@ class Running:
 
     def anvil_pids(self) -> dict[str, int]:
         """Process id of each embedded anvil by figure name: ``anvil`` (the city chain) and, with a district chain,
-        ``anvil_district``."""
+        ``anvil_district``; without state roots also each one's genesis node, ``anvil_genesis`` and
+        ``anvil_district_genesis`` (idle but for what its chain reads of block 0's state)."""
         pids = {}
         for name, chain in self.service.chains.items():
+            label = "anvil" if name == "city" else f"anvil_{name}"
             if chain.node is not None and chain.node.process is not None:
-                pids["anvil" if name == "city" else f"anvil_{name}"] = chain.node.process.pid
+                pids[label] = chain.node.process.pid
+            if chain.node is not None and chain.node.genesis is not None:
+                pids[f"{label}_genesis"] = chain.node.genesis.pid
         return pids
 
     def chain_of(self, chain_id: int) -> TierChain:
@@ -626,7 +632,8 @@ def markdown(figures: Figures, command: str) -> str:
         "Everything below comes from that one run ("
         + ("two fresh embedded anvils — the city chain, and the district chain holding the districts' and streets' "
            "directories — " if district else "a fresh embedded anvil, ")
-        + f"{f.machine.get('mining', 'automine')}, block gas limit 300,000,000; "
+        + f"{f.machine.get('mining', 'automine')}, block gas limit 300,000,000, state roots: "
+        f"{f.machine.get('state_roots', 'computed every block')}; "
         "the service with a directory per jurisdiction in the same process, its API over HTTP on loopback). "
         "Tests assert no timing; these figures are the record.", "",
         "## Targets", "", "| what | measured | target | |", "| --- | --- | --- | --- |",
@@ -657,6 +664,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--district-chain", action="store_true",
                         help="districts' and streets' directories on a second embedded anvil (DESIGN §3: tiers can be "
                              "separate chains; the service's DIRCHAIN_DISTRICT_CHAIN), the city's on the first")
+    parser.add_argument("--state-roots", action="store_true",
+                        help="anvil computes every block's state root (the service's DIRCHAIN_ANVIL_STATE_ROOTS=1); "
+                             "default: blocks without, on a genesis node (chain/node.py)")
     parser.add_argument("--write", type=Path, default=None, help="write the markdown report to this file")
     parser.add_argument("--json", type=Path, default=None, help="write the figures as JSON to this file")
     args = parser.parse_args(argv)
@@ -669,6 +679,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
         "mining": "automine" if args.block_time is None else f"interval mining of {args.block_time:g}-s blocks",
         "chains": "two (city; districts and streets)" if args.district_chain else "one",
+        "state_roots": "computed every block" if args.state_roots else "none (blocks mined on a genesis node)",
     })
     with tempfile.TemporaryDirectory(prefix="dirchain-bench-") as tmp:
         home = Path(tmp)
@@ -678,7 +689,7 @@ def main(argv: list[str] | None = None) -> int:
         directory_file.write_bytes(dumps(directory_doc))
         sharing_file.write_bytes(dumps(sharing_doc))
         _say(f"generated {args.scale} seed {args.seed}; starting the service")
-        run = Running(home, args.block_time, args.district_chain)
+        run = Running(home, args.block_time, args.district_chain, args.state_roots)
         try:
             run_load(run, directory_file, sharing_file, args.workers, figures)
             run_sync_figures(run, figures)

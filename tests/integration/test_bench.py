@@ -15,12 +15,14 @@ from chain.artifacts import PROJECT_ROOT
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.parametrize("chains", [[], ["--district-chain"]], ids=["one-chain", "two-chains"])
+@pytest.mark.parametrize("chains", [[], ["--district-chain", "--state-roots"]], ids=["one-chain", "two-chains-roots"])
 def test_bench_small_scale_measures_every_section(tmp_path: Path, chains: list[str]) -> None:
-    """One chain, or (``--district-chain``) the city's and a second one for the districts' and streets' directories:
-    each anvil's CPU, RSS and blocks are reported, and the gas figures cover both chains."""
+    """One chain without state roots (each anvil on its genesis node, the default), or (``--district-chain``) the
+    city's and a second one for the districts' and streets' directories, with state roots (anvil alone): each anvil's
+    CPU, RSS and blocks are reported, and the gas figures cover both chains."""
     report, figures = tmp_path / "BENCHMARKS.md", tmp_path / "figures.json"
     anvils = {"anvil", "anvil_district"} if chains else {"anvil"}
+    geneses = set() if chains else {"anvil_genesis"}  # the idle genesis nodes are reported too
     proc = subprocess.run(
         [sys.executable, str(PROJECT_ROOT / "scripts" / "bench.py"), "--scale", "small", "--reference-records", "200",
          "--audit-requests", "80", *chains, "--write", str(report), "--json", str(figures)],
@@ -31,7 +33,8 @@ def test_bench_small_scale_measures_every_section(tmp_path: Path, chains: list[s
     load = f["load"]
     assert load["failed"] == {} and load["city_holds"] == load["expected"] and load["submissions"] > 100
     assert load["records_per_s"] > 0 and load["until_city_holds_everything_s"] > 0
-    assert set(load["cpu_s"]) == {"service", *anvils, "loader"} and all(v > 0 for v in load["cpu_s"].values())
+    assert set(load["cpu_s"]) == {"service", *anvils, *geneses, "loader"}
+    assert all(load["cpu_s"][name] > 0 for name in ("service", *anvils, "loader"))
     assert load["cpu_busy"] > 0
     steps = load["steps_s"]
     assert {"jurisdictions (street)", "departments", "department keys", "systems", "catalogs", "tier sync",
@@ -55,21 +58,24 @@ def test_bench_small_scale_measures_every_section(tmp_path: Path, chains: list[s
     assert f["references"]["ours_cpu_ms_per_record"]["anvils"] > 0
     assert f["references"]["raw_cpu_ms_per_record"]["anvils"] > 0
     assert f["references"]["cpu_ms_per_record_at_half_raw"] > 0
-    assert f["memory"]["service_mib"] > 0 and all(f["memory"][f"{name}_mib"] > 0 for name in anvils)
+    assert f["memory"]["service_mib"] > 0 and all(f["memory"][f"{name}_mib"] > 0 for name in anvils | geneses)
+    assert ("none (blocks mined on a genesis node)" in f["machine"]["state_roots"]) == (not chains)
     text = report.read_text(encoding="utf-8")
     assert "## Targets" in text and text.count("| ") > 10 and "python scripts/bench.py --scale small" in text
-    assert text.count("| peak RSS of anvil") == len(anvils)
+    assert text.count("| peak RSS of anvil") == len(anvils | geneses)
 
 
 def test_anvil_block_cost_script_measures_each_setting(tmp_path: Path) -> None:
-    """``scripts/bench_anvil_blocks.py``: one figure per (state size, states kept), each measured on a real anvil."""
+    """``scripts/bench_anvil_blocks.py``: one figure per (state size, states kept, state roots), each measured on a
+    real anvil."""
     out = tmp_path / "blocks.json"
     proc = subprocess.run(
         [sys.executable, str(PROJECT_ROOT / "scripts" / "bench_anvil_blocks.py"), "--slots", "500", "3000",
-         "--history", "1", "4", "--json", str(out)],
+         "--history", "1", "4", "--state-roots", "on", "off", "--json", str(out)],
         capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     rows = json.loads(out.read_text(encoding="utf-8"))
-    assert [(r["slots"], r["history_states"]) for r in rows] == [(500, 1), (500, 4), (3000, 1), (3000, 4)]
+    assert [(r["slots"], r["history_states"], r["state_roots"]) for r in rows] == [
+        (slots, history, roots) for slots in (500, 3000) for history in (1, 4) for roots in (True, False)]
     assert all(r["ms_per_empty_block"] > 0 and r["anvil_rss_mib"] > 0 for r in rows)

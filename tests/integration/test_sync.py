@@ -50,6 +50,17 @@ def nodes() -> Iterator[tuple[Node, Node]]:
     city.anvil.stop()
 
 
+@pytest.fixture(scope="module")
+def reorg_nodes() -> Iterator[tuple[Node, Node]]:
+    """:func:`nodes` with state roots, for the tests that reorganise a chain (``anvil_reorg``): anvil 1.7 forked on a
+    genesis node — the default, without state roots — drops the replaced blocks but keeps their transactions' effects
+    on the state (a transfer's balance stays, its sender's nonce goes back), so only anvil alone reorganises right."""
+    district, city = start_node(DISTRICT_CHAIN_ID, state_roots=True), start_node(CITY_CHAIN_ID, state_roots=True)
+    yield district, city
+    district.anvil.stop()
+    city.anvil.stop()
+
+
 def new_sessions(folder: Path) -> sessionmaker[Session]:
     """A migrated SQLite database of relay checkpoints under ``folder``."""
     url = f"sqlite:///{folder / 'relay.db'}"
@@ -347,14 +358,14 @@ def _head(rpc: Any) -> int:
     return int(rpc.call("eth_blockNumber", []), 16)
 
 
-def test_reorg_shallower_than_confirmations_changes_nothing(nodes: tuple[Node, Node], tmp_path: Path) -> None:
+def test_reorg_shallower_than_confirmations_changes_nothing(reorg_nodes: tuple[Node, Node], tmp_path: Path) -> None:
     """With 3 confirmations, a catalog in the last 2 blocks is not relayed; a 2-block reorganisation that takes
     it away leaves the parent untouched and the checkpoint valid; the parent later holds what the child's
     chain finally holds."""
     from tests.integration.tiers import add_catalogs
 
     sessions = new_sessions(tmp_path)
-    world = build_world(*nodes)
+    world = build_world(*reorg_nodes)
     register_departments(world, "district")
     rpc = world.district.node.rpc
     job = world.job("district", sessions, confirmations=3)
@@ -382,13 +393,13 @@ def test_reorg_shallower_than_confirmations_changes_nothing(nodes: tuple[Node, N
     print(f"\nafter the shallow reorg the child's catalog state is {child_state[1:]}; relayed {final.added}")
 
 
-def test_reorg_deeper_than_confirmations_is_reported(nodes: tuple[Node, Node], tmp_path: Path) -> None:
+def test_reorg_deeper_than_confirmations_is_reported(reorg_nodes: tuple[Node, Node], tmp_path: Path) -> None:
     """A reorganisation that replaces the checkpoint's block raises ReorgDetected and applies nothing."""
     from registry.errors import ReorgDetected
     from tests.integration.tiers import add_catalogs
 
     sessions = new_sessions(tmp_path)
-    world = build_world(*nodes)
+    world = build_world(*reorg_nodes)
     register_departments(world, "district")
     rpc = world.district.node.rpc
     job = world.job("district", sessions, confirmations=2)

@@ -90,9 +90,10 @@ class Node:
     factory: str
 
 
-def start_node(chain_id: int) -> Node:
-    """Start an automining anvil with ``chain_id`` and deploy the Directory implementation and factory."""
-    anvil = AnvilNode(chain_id=chain_id)
+def start_node(chain_id: int, *, state_roots: bool = False) -> Node:
+    """Start an automining anvil with ``chain_id`` (with or without ``state_roots``: :class:`chain.node.AnvilNode`)
+    and deploy the Directory implementation and factory."""
+    anvil = AnvilNode(chain_id=chain_id, state_roots=state_roots)
     anvil.start()
     rpc = Rpc(anvil.rpc_url)
     deployer = sender_for(rpc, funded(rpc), chain_id)
