@@ -105,7 +105,8 @@ class AnvilNode:
     is the same chain (transactions executed alike, receipts, logs, ``transactionsRoot`` and ``receiptsRoot``,
     hash-linked headers, ``evm_snapshot``/``evm_revert``, ``--state`` persistence). Nothing in this project reads a
     state root — an auditor's evidence proves a log against the header's receipts root (:mod:`chain.proofs`) — so
-    what it gives up is ``eth_getProof`` against the header. Block 0 is the genesis node's, a new one on each
+    what it gives up is checking an ``eth_getProof`` account proof against the header (the call still answers, with
+    each account's storage root, which the tests compare). Block 0 is the genesis node's, a new one on each
     start: after a restart block 1's ``parentHash`` no longer names it (the index never reads block 0). One anvil
     test method also differs: ``anvil_reorg`` drops the replaced blocks but keeps their transactions' effects on the
     state, so the tests that reorganise a chain run with state roots (a real network rolls its state back with its
