@@ -67,3 +67,21 @@ def test_a_node_without_state_roots_reloads_its_chain_on_a_new_genesis_node(tmp_
         assert again["logsBloom"] == receipt["logsBloom"] and again["blockHash"] == receipt["blockHash"]
         assert _transfer(rpc)["status"] == "0x1"  # and it goes on mining
         rpc.close()
+
+
+def test_a_forked_node_stamps_blocks_with_the_wall_clock_second() -> None:
+    """The genesis node started late in a second, the node itself in the next: its clock would start a second behind
+    (a fork's clock starts at its block 0's timestamp), so a request signed to start "now" would land in a block
+    stamped before its start. After start() its blocks carry the wall clock's second."""
+    time.sleep((0.95 - time.time() % 1.0) % 1.0)
+    with AnvilNode(chain_id=4321) as node:
+        rpc = Rpc(node.rpc_url)
+        for _ in range(3):
+            if time.time() % 1.0 < 0.05:  # clear of a second's first moments, where a clock set to whole seconds
+                time.sleep(0.06)          # could still read the second before
+            before = int(time.time())
+            block = _transfer(rpc)["blockNumber"]
+            stamp = int(rpc.call("eth_getBlockByNumber", [block, False])["timestamp"], 16)
+            assert before <= stamp <= int(time.time())
+            time.sleep(0.3)
+        rpc.close()
