@@ -104,6 +104,13 @@ def read_only(method: str, path: str) -> ApiProblem:
                       "serves reads of the index — send it to the service's API")
 
 
+def chain_problem(exc: BaseException) -> ApiProblem:
+    """503 ``chain-unavailable``: the chain could not be reached or refused a request (a :class:`ChainError`, or what
+    a JSON-RPC client raised while talking to the node), ``exc`` named in the detail."""
+    return ApiProblem(503, "chain-unavailable", "The chain could not be reached or refused the request",
+                      f"{type(exc).__name__}: {exc}")
+
+
 def revert_problem(exc: ContractRevert | UnknownRevert) -> ApiProblem:
     """The problem for a simulated revert: status by error name, the error and its arguments attached."""
     if isinstance(exc, UnknownRevert):
@@ -145,8 +152,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ChainError)
     async def _chain(request: Request, exc: ChainError) -> JSONResponse:
         log.error("chain error on %s: %s", request.url.path, exc)
-        return problem_response(503, "chain-unavailable", "The chain could not be reached or refused the request",
-                                str(exc), request.url.path)
+        problem = chain_problem(exc)
+        return problem_response(problem.status, problem.slug, problem.title, problem.detail, request.url.path)
 
 
 class BodyLimit:

@@ -22,7 +22,7 @@ from typing import Any, Literal
 from eth_utils import keccak
 from starlette.concurrency import run_in_threadpool
 
-from api.problems import ApiProblem, revert_problem
+from api.problems import ApiProblem, chain_problem, revert_problem
 from chain import eip712
 from chain.batcher import Batcher
 from chain.directory import to_struct
@@ -92,7 +92,8 @@ class Relay:
     def queued(self, submission: str) -> QueuedSubmission | None:
         """What became of the submission ``submission`` (:func:`submission_id`) answered 503 by this relay; None
         if it was not answered 503 here. A refusal is the problem the submission would have got at once: a mapped
-        contract error (4xx), or 502 ``relay-failed`` when the transaction could not be sent."""
+        contract error (4xx), or 503 ``chain-unavailable`` when the transaction could not be sent (what the API answers
+        a chain error with, :func:`api.problems.chain_problem`)."""
         with self._lock:
             future = self._queued.get(submission.lower())
         if future is None:
@@ -107,8 +108,7 @@ class Relay:
             return QueuedSubmission(submission, "sent", tx_hash=future.result())
         if isinstance(exc, (ContractRevert, UnknownRevert)):
             return QueuedSubmission(submission, "refused", problem=revert_problem(exc))
-        return QueuedSubmission(submission, "refused", problem=ApiProblem(
-            502, "relay-failed", "The submission's transaction could not be sent", str(exc)))
+        return QueuedSubmission(submission, "refused", problem=chain_problem(exc))
 
     def outcome_known(self, tx_hash: str) -> bool:
         """Whether a batcher of this service sent (or is sending) transaction ``tx_hash``."""

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query
 
 from api.deps import ServicesDep, SessionDep
-from api.problems import ApiProblem
+from api.problems import ApiProblem, chain_problem
 from api.routes.records import provenance_public
 from api.routes.sharing import catalog_access, parse_time
 from api.schemas import (
@@ -50,11 +50,6 @@ def _history(session: Any, kind: str, code: str) -> RecordHistoryPublic:
         department=found.department,
         versions=[HistoryVersionPublic.model_validate(v, from_attributes=True) for v in found.versions],
     )
-
-
-def _unavailable(exc: Exception) -> ApiProblem:
-    return ApiProblem(503, "chain-unavailable", "The chain could not be reached or refused the request",
-                      f"{type(exc).__name__}: {exc}")
 
 
 @router.get("/catalogs/{code:path}/history", response_model=RecordHistoryPublic)
@@ -109,7 +104,7 @@ def verify(
     except audit.AuditInputError as exc:
         raise ApiProblem(422, "invalid-document", "The document cannot be verified", str(exc)) from exc
     except ChainError as exc:  # the node did not answer (RpcUnavailable) or answered an error (RpcError)
-        raise _unavailable(exc) from exc
+        raise chain_problem(exc) from exc
     return RecordVerificationPublic.model_validate(found, from_attributes=True)
 
 
@@ -161,7 +156,7 @@ def drift(
             raise ApiProblem(409, "index-not-ready", "The index cannot be compared yet", str(exc)) from exc
         if exc.number == 1:
             raise ApiProblem(422, "invalid-input", "Nothing to compare", str(exc)) from exc
-        raise _unavailable(exc) from exc
+        raise chain_problem(exc) from exc
     return DriftReportPublic(
         ok=report.ok,
         findings_total=len(report.findings),
