@@ -14,6 +14,11 @@ the ``cursors`` table. Each block range is read, checked and written as a unit:
 A crash between ranges loses nothing and a re-read range changes nothing (events are idempotent by
 ``(tx_hash, log_index)``), so the indexer resumes from its cursor after a restart.
 
+Only the indexer writes its cursor row and the followed directories, so it keeps what it last committed in
+memory instead of reading both back before every range; step 4 moves the cursor with a compare-and-set (``UPDATE
+… WHERE`` it is still at the block the range was read from), so a cursor another writer moved is noticed there and
+read again, and so is everything after any failure.
+
 With ``creators``, ``address`` is a DirectoryFactory and the indexer follows every directory that factory
 made for one of ``creators`` (its ``DirectoryCreated`` events, read in chain order, add each new directory
 as it appears): one indexer, one cursor per chain however many jurisdictions' directories live on it.
@@ -26,10 +31,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Collection
+from dataclasses import dataclass
 from functools import lru_cache
 
 from eth_utils import to_checksum_address
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from chain.abi import ContractCodec, DecodedLog
@@ -51,6 +57,15 @@ def _checksummed(address: str) -> str:
     return to_checksum_address(address)
 
 
+@dataclass(frozen=True)
+class _Written:
+    """The indexer's cursor — (block number, block hash), or None before the first range — and the checksummed
+    addresses of the directories it follows, as its last committed range (or its last read) left them."""
+
+    cursor: tuple[int, str] | None
+    directories: frozenset[str]
+
+
 def indexer_codec() -> ContractCodec:
     """Decoder of everything a factory-following indexer reads: the Directory's events and the factory's
     (``DirectoryCreated``). Raises FileNotFoundError if the contracts are not compiled."""
@@ -68,7 +83,8 @@ class Indexer:
     deployment block; 0 reads from genesis).
 
     ``last_error`` holds the error of the latest failed attempt of :meth:`run` (None after a
-    success); ``events_applied`` counts events applied by this instance.
+    success); ``events_applied`` counts events applied by this instance, ``ranges_indexed`` the ranges it
+    committed.
     """
 
     def __init__(
@@ -104,7 +120,9 @@ class Indexer:
             raise ValueError("a factory-following indexer needs a fetcher that reads by topics")
         self.last_error: BaseException | None = None
         self.events_applied = 0
+        self.ranges_indexed = 0
         self._stop: threading.Event | None = None
+        self._written: _Written | None = None  # None: read from the database before the next range
 
     # ------------------------------------------------------------------ cursor
 
@@ -114,9 +132,30 @@ class Indexer:
             return None if row is None else (row.block_number, row.block_hash)
 
     def cursor(self) -> int | None:
-        """Number of the last block fully indexed, or None before the first range."""
+        """Number of the last block fully indexed, or None before the first range (read from the database)."""
         stored = self._stored_cursor()
         return None if stored is None else stored[0]
+
+    def _read_written(self) -> _Written:
+        return _Written(self._stored_cursor(), frozenset(self.directories()))
+
+    def _advance(self, session: Session, stored: tuple[int, str] | None, number: int, block_hash: str) -> bool:
+        """Move the cursor row from ``stored`` to block ``number`` (hash ``block_hash``) in ``session``'s
+        transaction; False, writing nothing, if the row is not at ``stored`` any more (another writer moved it)."""
+        if stored is None:
+            if session.get(Cursor, (self.chain_id, self.address)) is not None:
+                return False
+            session.add(Cursor(chain_id=self.chain_id, address=self.address, block_number=number,
+                               block_hash=block_hash))
+            return True
+        moved = session.execute(
+            update(Cursor)
+            .where(Cursor.chain_id == self.chain_id, Cursor.address == self.address,
+                   Cursor.block_number == stored[0], Cursor.block_hash == stored[1])
+            .values(block_number=number, block_hash=block_hash)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(moved.rowcount == 1)  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------------ indexing
 
@@ -128,10 +167,19 @@ class Indexer:
         it is read (:data:`MAX_UNSTABLE_READS` times), and whatever the RPC or the database raise;
         a failed range writes nothing.
         """
+        try:
+            return self._run_ranges()
+        except BaseException:
+            self._written = None  # whatever failed, read the cursor and directories again
+            raise
+
+    def _run_ranges(self) -> int:
         applied = 0
         unstable = 0
         while self._stop is None or not self._stop.is_set():
-            stored = self._stored_cursor()
+            written = self._written if self._written is not None else self._read_written()
+            self._written = written
+            stored = written.cursor
             start = self.start_block if stored is None else stored[0] + 1
             head = self.fetcher.head()
             if stored is not None and stored[0] > head:  # the chain lost blocks the index holds
@@ -150,7 +198,7 @@ class Indexer:
             if stored is not None and before[stored[0]][0] != stored[1]:
                 raise ReorgDetected(stored[0], stored[1], before[stored[0]][0])
 
-            events = self._followed(self._decode(self.fetcher.fetch(start, end)))
+            events, directories = self._followed(self._decode(self.fetcher.fetch(start, end)), written.directories)
             blocks = self.fetcher.block_timestamps(sorted({ev.block_number for ev in events} | {end}))
             moved = self._moved(events, blocks, end, before[end][0])
             if moved is not None:
@@ -162,19 +210,16 @@ class Indexer:
             unstable = 0
 
             with self.sessions.begin() as session:
-                row = session.get(Cursor, (self.chain_id, self.address))
-                now = None if row is None else (row.block_number, row.block_hash)
-                if now != stored:  # another writer moved the cursor meanwhile: start over from it
-                    log.warning("cursor moved from %s to %s by another writer; re-reading", stored, now)
+                if not self._advance(session, stored, end, blocks[end][0]):
+                    log.warning("cursor moved from %s by another writer; re-reading", stored)
+                    self._written = None
                     continue
-                new = apply_events(session, [(ev, blocks[ev.block_number][1]) for ev in events], chain_id=self.chain_id)
-                if row is None:
-                    row = Cursor(chain_id=self.chain_id, address=self.address)
-                    session.add(row)
-                row.block_number = end
-                row.block_hash = blocks[end][0]
+                new = apply_events(session, [(ev, blocks[ev.block_number][1]) for ev in events],
+                                   chain_id=self.chain_id) if events else 0
+            self._written = _Written((end, blocks[end][0]), directories)
             applied += new
             self.events_applied += new
+            self.ranges_indexed += 1
             log.debug("indexed blocks %d..%d: %d events (%d new)", start, end, len(events), new)
         return applied
 
@@ -201,12 +246,15 @@ class Indexer:
             )
             return {address for address, creator in rows if creator in self.creators}
 
-    def _followed(self, events: list[DecodedLog]) -> list[DecodedLog]:
-        """The events of the followed contracts, in order; a factory's ``DirectoryCreated`` for one of
-        ``creators`` adds its directory to what is followed from that log on."""
+    def _followed(
+        self, events: list[DecodedLog], directories: frozenset[str]
+    ) -> tuple[list[DecodedLog], frozenset[str]]:
+        """The events of the followed contracts, in order, and the directories followed after them, given those
+        followed before (``directories``); a factory's ``DirectoryCreated`` for one of ``creators`` adds its
+        directory to what is followed from that log on."""
         if self.creators is None:
-            return events
-        known = self.directories()
+            return events, directories
+        known = set(directories)
         kept: list[DecodedLog] = []
         for ev in events:
             address = _checksummed(ev.address)
@@ -217,7 +265,7 @@ class Indexer:
             elif address not in known:
                 continue
             kept.append(ev)
-        return kept
+        return kept, frozenset(known)
 
     @staticmethod
     def _moved(

@@ -214,6 +214,7 @@ def run_load(run: Running, directory_file: Path, sharing_file: Path, workers: in
     anvils = run.anvil_pids()
     names = ("service", *anvils, "loader")
     cpu_before = (_cpu_s(os.getpid()), *map(_cpu_s, anvils.values()), _children_cpu_s())
+    ranges_before = _ranges_indexed(run)
     started = time.monotonic()
     summary_file = directory_file.with_suffix(".summary.json")
     proc = subprocess.run([sys.executable, "-m", "dirchain", "load", str(directory_file), "--api", run.url,
@@ -224,6 +225,7 @@ def run_load(run: Running, directory_file: Path, sharing_file: Path, workers: in
     city_s = time.monotonic() - started
     cpu_after = (_cpu_s(os.getpid()), *map(_cpu_s, anvils.values()), _children_cpu_s())
     cpu = {name: round(after - before, 1) for name, before, after in zip(names, cpu_before, cpu_after, strict=True)}
+    ranges = _ranges_indexed(run) - ranges_before
     figures.memory["loader_mib"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
     for name, pid in anvils.items():  # high-water mark when the load ends (the run's peak comes later if it grows)
         figures.memory[f"{name}_after_load_mib"] = round(_vm_hwm_mib(pid), 1)
@@ -246,9 +248,15 @@ def run_load(run: Running, directory_file: Path, sharing_file: Path, workers: in
         "cpu_s": cpu, "cpu_busy": round(sum(cpu.values()) / (city_s * (os.cpu_count() or 1)), 2),
         "jurisdictions": len(directory.jurisdictions), "catalogs": len(directory.catalogs),
         "systems": len(directory.systems), "steps_s": _step_seconds(summary_file),
+        "index_ranges": ranges,
     }
     _say(f"load: {records} submissions in {loaded_s:.1f} s ({records / loaded_s:.0f}/s); city complete after "
          f"{city_s:.1f} s; city holds {held} of {expected}; failed {failed}")
+
+
+def _ranges_indexed(run: Running) -> int:
+    """Block ranges the service's indexers have committed so far (each one database transaction)."""
+    return sum(indexer.ranges_indexed for indexer in run.service.indexers.values())
 
 
 def _step_seconds(summary_file: Path) -> dict[str, float]:

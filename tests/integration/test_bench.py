@@ -36,6 +36,7 @@ def test_bench_small_scale_measures_every_section(tmp_path: Path, chains: list[s
     assert set(load["cpu_s"]) == {"service", *anvils, *geneses, "loader"}
     assert all(load["cpu_s"][name] > 0 for name in ("service", *anvils, "loader"))
     assert load["cpu_busy"] > 0
+    assert load["index_ranges"] >= 1  # block ranges the service's indexers committed during the load
     steps = load["steps_s"]
     assert {"jurisdictions (street)", "departments", "department keys", "systems", "catalogs", "tier sync",
             "sharing requests", "sharing decisions", "sharing outcomes"} <= set(steps), steps

@@ -369,3 +369,28 @@ def test_background_thread_retries_rpc_errors(tmp_path: Path) -> None:
     thread.join(timeout=10)
     assert not thread.is_alive()
     assert indexer.cursor() is None
+
+
+def test_a_cursor_moved_by_another_writer_is_read_again(
+    world: World, anvil: AnvilNode, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The indexer keeps its cursor in memory between ranges, but moves the stored one only from where it
+    read it: a second writer that went further is noticed, and its ranges are not committed twice."""
+    address = world.chain.deployment.address
+    index = new_index(tmp_path)
+    first = indexer_for(index, anvil.rpc_url, address)
+    first.run_once()
+    before = first.cursor()
+    populate(world)
+    second = indexer_for(index, anvil.rpc_url, address)  # another writer of the same index
+    second.run_once()
+    assert second.cursor() == head(world.chain.rpc) > (before or 0)
+    rows = index.dump()
+
+    with caplog.at_level("WARNING", logger="registry.indexer"):
+        assert first.run_once() == 0
+    assert any("another writer" in r.getMessage() for r in caplog.records)
+    assert first.ranges_indexed == 1  # its first range only: it went on from the cursor the other one left
+    assert first.cursor() == head(world.chain.rpc)
+    assert index.dump() == rows
+
