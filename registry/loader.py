@@ -199,6 +199,17 @@ class LoadSummary:
         return all(not p.failed for p in self.phases.values())
 
 
+def _detail(reply: httpx.Response) -> str:
+    """What a failed answer says: its problem's ``detail`` (RFC 9457), else its body, else its reason phrase."""
+    if not reply.content:
+        return reply.reason_phrase
+    try:
+        body = reply.json()
+    except ValueError:
+        return reply.text
+    return str(body.get("detail", reply.text)) if isinstance(body, dict) else reply.text
+
+
 class DirectoryLoader:
     """Client of the API at ``api_url`` that loads a :class:`registry.seed.Directory`.
 
@@ -333,8 +344,7 @@ class DirectoryLoader:
                     else:
                         summary.updated += 1
                 else:
-                    detail = reply.json().get("detail", reply.text) if reply.content else reply.reason_phrase
-                    summary.failed.append((prepared[0], reply.status_code, str(detail)))
+                    summary.failed.append((prepared[0], reply.status_code, _detail(reply)))
                 done += 1
                 self.progress(phase, done, total)
         self._await_indexed(phase, tx_hashes)
@@ -346,13 +356,16 @@ class DirectoryLoader:
         """Follow a submission the service answered 503 ``submission-pending`` (queued, no transaction yet) at its
         ``status_url`` until a transaction carries it or the service refuses it, at most ``index_timeout_s``
         seconds; returns the answer the submission would have had: 202 with the ``tx_hash``, the refusal's problem
-        (4xx), or ``pending`` itself if it is still queued at the deadline."""
+        (4xx), or ``pending`` itself if it is still queued at the deadline. An error answer of the status URL itself
+        (e.g. 404 from a service restarted since, which no longer holds the queue) is returned as it is: the
+        submission counts as failed with that problem instead of ending the load."""
         url = str(pending.json()["status_url"])
         deadline = time.monotonic() + self.index_timeout_s
         delay = 0.05
         while time.monotonic() < deadline:
             reply = self.http.get(url)
-            reply.raise_for_status()
+            if reply.status_code != 200:
+                return reply
             state = reply.json()
             if state["status"] == "sent":
                 return httpx.Response(202, json={"tx_hash": state["tx_hash"]})
