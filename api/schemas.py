@@ -99,6 +99,20 @@ class SubmissionStatus(BaseModel):
     chain_id: int | None = None
 
 
+#: Most transactions one ``POST /submissions/status`` asks about.
+MAX_STATUS_QUERY = 200
+
+
+class SubmissionStatusQuery(BaseModel):
+    """Transactions to report on at once (``POST /submissions/status``): 1 to :data:`MAX_STATUS_QUERY` 0x-hex
+    transaction hashes (32 bytes each)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tx_hashes: list[Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{64}$")]] = Field(
+        min_length=1, max_length=MAX_STATUS_QUERY)
+
+
 class QueuedSubmissionPublic(BaseModel):
     """What became of a submission answered 503 ``submission-pending``: ``queued`` (no transaction yet), ``sent``
     (``tx_hash`` carries it; follow it at ``/submissions/{tx_hash}``) or ``refused`` (``problem``: the problem

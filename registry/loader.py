@@ -77,6 +77,8 @@ Job = Callable[[], Prepared]
 #: Items per page when the loader reads a whole list (the API's largest page).
 LIST_PAGE = 500
 UNCHANGED: Literal["unchanged"] = "unchanged"
+#: Transactions asked about per ``POST /submissions/status`` (the API's most).
+STATUS_BATCH = 200
 SKIPPED: Literal["skipped"] = "skipped"
 
 
@@ -246,6 +248,7 @@ class DirectoryLoader:
         self.index_timeout_s = index_timeout_s
         self.progress = progress or (lambda phase, done, total: None)
         self._eip712: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
+        self._request_homes: dict[str, str] = {}  # request id → jurisdiction of the directory it was signed for
 
     @property
     def http(self) -> httpx.Client:
@@ -259,15 +262,27 @@ class DirectoryLoader:
 
     # ------------------------------------------------------------------ signing
 
-    def _typed(self, msg: Message, where: dict[str, str]) -> dict[str, Any]:
-        """Typed data of ``msg`` for the directory ``GET /eip712?<where>`` names (cached per ``where``)."""
+    def _meta(self, where: dict[str, str]) -> dict[str, Any]:
+        """``GET /eip712?<where>``: the domain and types of the directory ``where`` names, and its jurisdiction
+        (cached per ``where``)."""
         key = tuple(sorted(where.items()))
         if key not in self._eip712:
             reply = self.http.get("/eip712", params=where)
             reply.raise_for_status()
             self._eip712[key] = reply.json()
-        meta = self._eip712[key]
+        return self._eip712[key]
+
+    def _typed(self, msg: Message, where: dict[str, str]) -> dict[str, Any]:
+        """Typed data of ``msg`` for the directory ``GET /eip712?<where>`` names."""
+        meta = self._meta(where)
         return eip712.typed_data(meta["types"], msg.primary, meta["domain"], msg.message)
+
+    def _request_where(self, rid: str) -> dict[str, str]:
+        """Where to sign a decision or revocation of request ``rid``: the directory that holds the request. For a
+        request this loader signed, that directory's jurisdiction (whose answer is cached from the phases before);
+        else ``request=rid``, which the service resolves from its index."""
+        home = self._request_homes.get(rid)
+        return {"jurisdiction": home} if home is not None else {"request": rid}
 
     def _sign(self, account: LocalAccount, msg: Message, **where: str) -> dict[str, Any]:
         """Nonce, deadline and signature of ``msg`` by ``account`` for the directory it goes to: ``where`` are
@@ -288,6 +303,13 @@ class DirectoryLoader:
         reply.raise_for_status()
         result: dict[str, Any] = reply.json()
         return result
+
+    def _indexed(self, path: str) -> dict[str, dict[str, Any]]:
+        """Every item of the unpaginated list ``GET path`` (jurisdictions, departments: a few hundred in a city) by
+        its code: one request per phase instead of one existence check per item."""
+        reply = self.http.get(path)
+        reply.raise_for_status()
+        return {str(item["code"]): item for item in reply.json()}
 
     def _listing(self, path: str, key: str = "code") -> dict[str, dict[str, Any]]:
         """Every item of the paginated list ``GET path`` (500 a page) by its ``key``: one request per 500 items
@@ -377,15 +399,28 @@ class DirectoryLoader:
         return pending
 
     def _await_indexed(self, phase: str, tx_hashes: set[str]) -> None:
+        """Wait until every one of ``tx_hashes`` is indexed, asking ``POST /submissions/status`` about
+        :data:`STATUS_BATCH` at a time (again after a 503: a chain did not answer). Raises :class:`LoadError` for a
+        transaction reverted or unknown, another error answer, or one still not indexed after ``index_timeout_s``
+        seconds."""
         deadline = time.monotonic() + self.index_timeout_s
-        waiting = set(tx_hashes)
+        waiting = sorted(tx_hashes)
         while waiting:
-            for tx in list(waiting):
-                state = self.http.get(f"/submissions/{tx}").json().get("status")
-                if state == "indexed":
-                    waiting.discard(tx)
-                elif state in ("reverted", "unknown"):
-                    raise LoadError(f"{phase}: transaction {tx} is {state}")
+            still: list[str] = []
+            for start in range(0, len(waiting), STATUS_BATCH):
+                asked = waiting[start : start + STATUS_BATCH]
+                reply = self.http.post("/submissions/status", json={"tx_hashes": asked})
+                if reply.status_code == 503:  # a chain did not answer: ask again
+                    still += asked
+                    continue
+                if reply.status_code != 200:
+                    raise LoadError(f"{phase}: POST /submissions/status answered {reply.status_code}: {_detail(reply)}")
+                for state in reply.json():
+                    if state["status"] in ("reverted", "unknown"):
+                        raise LoadError(f"{phase}: transaction {state['tx_hash']} is {state['status']}")
+                    if state["status"] != "indexed":
+                        still.append(state["tx_hash"])
+            waiting = still
             if waiting:
                 if time.monotonic() > deadline:
                     raise LoadError(f"{phase}: {len(waiting)} transactions not indexed after {self.index_timeout_s} s")
@@ -405,11 +440,16 @@ class DirectoryLoader:
         jur = summary.phases.setdefault("jurisdictions", PhaseSummary())
         for tier in (Tier.CITY, Tier.DISTRICT, Tier.STREET):
             level = [j for j in directory.jurisdictions if j.tier is tier]
+            known = self._indexed("/jurisdictions") if level else {}
             self._post_all(f"jurisdictions ({tier.value})",
-                           [partial(self._jurisdiction_job, admin, j) for j in level], jur)
-        self._post_all("departments", [partial(self._department_job, admin, d) for d in directory.departments],
+                           [partial(self._jurisdiction_job, admin, j, j.code in known) for j in level], jur)
+        departments = self._indexed("/departments") if directory.departments else {}
+        self._post_all("departments", [partial(self._department_job, admin, d, d.code in departments)
+                                       for d in directory.departments],
                        summary.phases.setdefault("departments", PhaseSummary()))
-        self._post_all("department keys", [partial(self._key_job, admin, d) for d in directory.departments],
+        departments = self._indexed("/departments") if directory.departments else {}
+        self._post_all("department keys", [partial(self._key_job, admin, d, departments.get(d.code))
+                                           for d in directory.departments],
                        summary.phases.setdefault("department keys", PhaseSummary()))
         self._records("systems", directory.systems, summary)
         self._records("catalogs", directory.catalogs, summary)
@@ -420,25 +460,25 @@ class DirectoryLoader:
             self._sharing(directory, sharing, summary)
         return summary
 
-    def _jurisdiction_job(self, admin: LocalAccount, j: Jurisdiction) -> Prepared:
-        if self._exists(f"/jurisdictions/{j.code}") is not None:
+    def _jurisdiction_job(self, admin: LocalAccount, j: Jurisdiction, indexed: bool) -> Prepared:
+        if indexed:
             return UNCHANGED
         msg = jurisdiction_message(j, *self._envelope())
         where = {"jurisdiction": j.parent} if j.parent else {"jurisdiction": j.code, "tier": "city"}
         body = {"jurisdiction": j.model_dump(mode="json", exclude_none=True), **self._sign(admin, msg, **where)}
         return j.code, "/jurisdictions", body, "added"
 
-    def _department_job(self, admin: LocalAccount, d: Department) -> Prepared:
-        if self._exists(f"/departments/{d.code}") is not None:
+    def _department_job(self, admin: LocalAccount, d: Department, indexed: bool) -> Prepared:
+        if indexed:
             return UNCHANGED
         msg = department_message(d, *self._envelope())
         return d.code, "/departments", {"department": d.model_dump(mode="json"),
                                         **self._sign(admin, msg, jurisdiction=d.jurisdiction)}, "added"
 
-    def _key_job(self, admin: LocalAccount, d: Department) -> Prepared:
+    def _key_job(self, admin: LocalAccount, d: Department, indexed: dict[str, Any] | None) -> Prepared:
+        """Bind the department's key unless ``indexed`` (the department as ``GET /departments`` lists it) has it."""
         address = self.keystore.address(d.code)
-        indexed = self._exists(f"/departments/{d.code}") or {}
-        if address in indexed.get("accounts", []):
+        if address in (indexed or {}).get("accounts", []):
             return UNCHANGED
         msg = account_message("department", d.code, address, True, *self._envelope())
         body = {"role": "department", "scope": d.code, "account": address, "active": True,
@@ -562,6 +602,9 @@ class DirectoryLoader:
             "items": seed.items, "purpose": seed.purpose, "basis": seed.basis, "start": start,
             "end": start + seed.period_s, **self._sign(account, msg, catalog=catalog.code, requester=requester),
         }
+        home = self._meta({"catalog": catalog.code, "requester": requester}).get("jurisdiction")
+        if isinstance(home, str):
+            self._request_homes[rid] = home
         return rid, "/sharing-requests", body, "added"
 
     def _decision_job(self, seed: SharingSeed, state: dict[str, Any] | None) -> Prepared:
@@ -573,7 +616,7 @@ class DirectoryLoader:
         msg = sharing_decision_message(bytes.fromhex(rid[2:]), seed.decision.approve, seed.decision.reason, nonce,
                                        deadline)
         body = {"approve": seed.decision.approve, "reason": seed.decision.reason,
-                **self._sign(self.keystore.account(state["owner"]), msg, request=rid)}
+                **self._sign(self.keystore.account(state["owner"]), msg, **self._request_where(rid))}
         return rid, f"/sharing-requests/{rid}/decision", body, "updated"
 
     def _revocation_job(self, seed: SharingSeed, state: dict[str, Any] | None) -> Prepared:
@@ -584,7 +627,7 @@ class DirectoryLoader:
         nonce, deadline = seed_nonce("revocation", rid), int(time.time()) + self.deadline_s
         msg = sharing_revocation_message(bytes.fromhex(rid[2:]), seed.revocation.reason, nonce, deadline)
         body = {"reason": seed.revocation.reason,
-                **self._sign(self.keystore.account(state["owner"]), msg, request=rid)}
+                **self._sign(self.keystore.account(state["owner"]), msg, **self._request_where(rid))}
         return rid, f"/grants/{rid}/revocation", body, "updated"
 
     def _await_outcomes(self, resolved: list[tuple[SharingSeed, str, str]], phase: PhaseSummary) -> None:

@@ -1,16 +1,23 @@
-"""``/health``, ``/submissions/{tx}``, ``/submissions/queued/{id}``, ``/eip712``: service state, submission state,
-what to sign."""
+"""``/health``, ``/submissions/{tx}``, ``/submissions/status``, ``/submissions/queued/{id}``, ``/eip712``: service
+state, submission state, what to sign."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
-from starlette.concurrency import run_in_threadpool
+from fastapi import APIRouter, Path, Query
+from sqlalchemy.orm import Session
 
 from api.deps import OptionalServicesDep, Services, ServicesDep, SessionDep
 from api.problems import ApiProblem
-from api.schemas import ChainHealth, ChildLagPublic, Health, QueuedSubmissionPublic, SubmissionStatus
+from api.schemas import (
+    ChainHealth,
+    ChildLagPublic,
+    Health,
+    QueuedSubmissionPublic,
+    SubmissionStatus,
+    SubmissionStatusQuery,
+)
 from chain import eip712
 from chain.errors import ChainError
 from chain.sender import parse_receipt
@@ -67,18 +74,76 @@ def health(services: OptionalServicesDep, session: SessionDep) -> Health:
     )
 
 
-def _find_receipt(services: Services, tx_hash: str) -> tuple[TierChain, dict[str, Any]] | None:
+def _answers(chain: TierChain, method: str, tx_hashes: list[str]) -> list[Any]:
+    """``method(tx_hash)`` for each of ``tx_hashes`` on ``chain``, in one batched JSON-RPC request; raises the first
+    failed call's :class:`chain.errors.ChainError` (the API answers 503 ``chain-unavailable``)."""
+    answers = chain.rpc.batch([(method, [h]) for h in tx_hashes])
+    for answer in answers:
+        if isinstance(answer, Exception):
+            raise answer
+    return answers
+
+
+def _statuses(services: Services, session: Session, tx_hashes: list[str]) -> list[SubmissionStatus]:
+    """The state of each of ``tx_hashes`` (see :func:`submission`), in order: each chain is asked for the receipts
+    not found yet in one batched request, then for the transactions still unknown (unless a batcher of this
+    service sent them); the cursors are read once."""
+    wanted = list(dict.fromkeys(h.lower() for h in tx_hashes))
+    receipts: dict[str, tuple[TierChain, dict[str, Any]]] = {}
+    missing = wanted
     for chain in services.chains:
-        raw = chain.rpc.call("eth_getTransactionReceipt", [tx_hash])
-        if raw is not None:
-            return chain, raw
-    return None
+        if not missing:
+            break
+        answers = _answers(chain, "eth_getTransactionReceipt", missing)
+        receipts.update((h, (chain, raw)) for h, raw in zip(missing, answers, strict=True) if raw is not None)
+        missing = [h for h, raw in zip(missing, answers, strict=True) if raw is None]
+    pending = {h for h in missing if services.relay.outcome_known(h)}
+    for chain in services.chains:
+        asked = [h for h in missing if h not in pending]
+        if not asked:
+            break
+        pending |= {h for h, tx in zip(asked, _answers(chain, "eth_getTransactionByHash", asked), strict=True)
+                    if tx is not None}
+    cursors: dict[int, int | None] = {}
+    for chain in services.chains:
+        stored = queries.cursor(session, chain.chain_id, chain.factory)
+        cursors[chain.chain_id] = None if stored is None else stored.block_number
+    out = []
+    for tx_hash in tx_hashes:
+        found = receipts.get(tx_hash.lower())
+        if found is None:
+            out.append(SubmissionStatus(tx_hash=tx_hash,
+                                        status="pending" if tx_hash.lower() in pending else "unknown"))
+            continue
+        chain, raw = found
+        receipt = parse_receipt(raw)
+        cursor = cursors[chain.chain_id]
+        status: Literal["reverted", "indexed", "mined"] = (
+            "reverted" if receipt.status != 1
+            else "indexed" if cursor is not None and cursor >= receipt.block_number else "mined")
+        out.append(SubmissionStatus(tx_hash=tx_hash, status=status, block_number=receipt.block_number,
+                                    gas_used=receipt.gas_used, chain_id=chain.chain_id))
+    return out
 
 
-def _known(services: Services, tx_hash: str) -> bool:
-    if services.relay.outcome_known(tx_hash):
-        return True
-    return any(chain.rpc.call("eth_getTransactionByHash", [tx_hash]) is not None for chain in services.chains)
+@router.get("/submissions/{tx_hash}", response_model=SubmissionStatus)
+def submission(tx_hash: Annotated[str, Path(pattern=r"^0x[0-9a-fA-F]{64}$")], services: ServicesDep,
+               session: SessionDep) -> SubmissionStatus:
+    """State of a submission transaction on any of the service's chains: ``pending``, ``mined``, ``indexed`` (the
+    indexer's cursor on its chain has passed its block), ``reverted``, or ``unknown`` (neither the service nor
+    a chain knows it). 422 for a malformed hash."""
+    return _statuses(services, session, [tx_hash])[0]
+
+
+@router.post("/submissions/status", response_model=list[SubmissionStatus])
+def submission_statuses(
+    body: SubmissionStatusQuery, services: ServicesDep, session: SessionDep
+) -> list[SubmissionStatus]:
+    """The state of up to 200 submission transactions at once, in the order asked (each as
+    ``GET /submissions/{tx_hash}`` answers it): one batched JSON-RPC request per chain instead of one HTTP request
+    per transaction, for clients that follow many (a loader waiting until its transactions are indexed). A read,
+    sent as ``POST`` for its body. 422 for a malformed hash, none, or more than 200."""
+    return _statuses(services, session, body.tx_hashes)
 
 
 @router.get("/submissions/queued/{submission}", response_model=QueuedSubmissionPublic)
@@ -93,26 +158,6 @@ async def queued_submission(submission: str, services: ServicesDep) -> QueuedSub
     problem = None if found.problem is None else found.problem.body(f"/submissions/queued/{submission}")
     return QueuedSubmissionPublic(submission=found.submission, status=found.status, tx_hash=found.tx_hash,
                                   problem=problem)
-
-
-@router.get("/submissions/{tx_hash}", response_model=SubmissionStatus)
-async def submission(tx_hash: str, services: ServicesDep, session: SessionDep) -> SubmissionStatus:
-    """State of a submission transaction on any of the service's chains: ``pending``, ``mined``, ``indexed`` (the
-    indexer's cursor on its chain has passed its block), ``reverted``, or ``unknown`` (neither the service nor
-    a chain knows it)."""
-    found = await run_in_threadpool(_find_receipt, services, tx_hash)
-    if found is None:
-        pending = await run_in_threadpool(_known, services, tx_hash)
-        return SubmissionStatus(tx_hash=tx_hash, status="pending" if pending else "unknown")
-    chain, raw = found
-    receipt = parse_receipt(raw)
-    if receipt.status != 1:
-        return SubmissionStatus(tx_hash=tx_hash, status="reverted", block_number=receipt.block_number,
-                                gas_used=receipt.gas_used, chain_id=chain.chain_id)
-    stored = queries.cursor(session, chain.chain_id, chain.factory)
-    indexed = stored is not None and stored.block_number >= receipt.block_number
-    return SubmissionStatus(tx_hash=tx_hash, status="indexed" if indexed else "mined",
-                            block_number=receipt.block_number, gas_used=receipt.gas_used, chain_id=chain.chain_id)
 
 
 @router.get("/eip712")

@@ -161,6 +161,32 @@ def test_filters_and_pagination(loaded: tuple[Service, TestClient, LoadSummary],
     assert missing.status_code == 404 and missing.json()["type"] == "/problems/not-found"
 
 
+def test_submission_statuses_answer_many_transactions_at_once(loaded: tuple[Service, TestClient, LoadSummary]) -> None:
+    """``POST /submissions/status`` gives, in the order asked, what ``GET /submissions/{tx}`` gives for each
+    transaction (one batched JSON-RPC request per chain); a bad query is a 422 problem naming what is wrong."""
+    _, client, _ = loaded
+    codes = [c["code"] for c in client.get("/catalogs", params={"limit": 3}).json()["items"]]
+    txs = [client.get(f"/catalogs/{code}").json()["versions"][0]["tx_hash"] for code in codes]
+    unknown = "0x" + "0" * 64
+    asked = [txs[0], unknown, *txs[1:], txs[0].upper().replace("0X", "0x")]
+    reply = client.post("/submissions/status", json={"tx_hashes": asked})
+    assert reply.status_code == 200
+    states = reply.json()
+    assert [s["tx_hash"] for s in states] == asked
+    assert states == [client.get(f"/submissions/{tx}").json() for tx in asked]
+    assert [s["status"] for s in states] == ["indexed", "unknown", *["indexed"] * (len(txs) - 1), "indexed"]
+    assert all(s["block_number"] > 0 and s["chain_id"] for s in states if s["status"] == "indexed")
+
+    for bad, field in (({"tx_hashes": []}, "tx_hashes"), ({"tx_hashes": [unknown] * 201}, "tx_hashes"),
+                       ({"tx_hashes": ["0x1234"]}, "tx_hashes.0"), ({"tx_hash": [unknown]}, "tx_hashes")):
+        refused = client.post("/submissions/status", json=bad)
+        assert refused.status_code == 422, bad
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        assert field in [e["field"] for e in refused.json()["errors"]], refused.json()
+    malformed = client.get("/submissions/0x1234")
+    assert malformed.status_code == 422 and malformed.headers["content-type"].startswith("application/problem+json")
+
+
 def test_loading_the_seed_again_changes_nothing_on_chain(
     loaded: tuple[Service, TestClient, LoadSummary], seed: Directory
 ) -> None:

@@ -20,6 +20,8 @@ TX = "0x" + "cd" * 32
 
 def _service(request: httpx.Request) -> httpx.Response:
     body = json.loads(request.content) if request.content else {}
+    if request.method == "POST" and request.url.path == "/submissions/status":
+        return httpx.Response(200, json=[{"tx_hash": tx, "status": "indexed"} for tx in body["tx_hashes"]])
     if request.method == "POST" and body.get("code") == "QUEUED-FORGOTTEN":
         return httpx.Response(503, headers=PROBLEM, json={
             "type": "/problems/submission-pending", "title": "The submission is queued but not yet in a transaction",
@@ -33,8 +35,6 @@ def _service(request: httpx.Request) -> httpx.Response:
         return httpx.Response(404, headers=PROBLEM, json={
             "type": "/problems/not-found", "title": "No such queued submission", "status": 404,
             "detail": "no submission 0xabab… is queued here"})
-    if request.url.path == f"/submissions/{TX}":
-        return httpx.Response(200, json={"status": "indexed"})
     return httpx.Response(404)
 
 
