@@ -143,10 +143,8 @@ class LogFetcher:
         out: dict[int, tuple[str, int]] = {}
         for start in range(0, len(wanted), MAX_BATCH):
             chunk = wanted[start : start + MAX_BATCH]
-            results = self.rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in chunk])
+            results = self.rpc.batch_checked([("eth_getBlockByNumber", [hex(n), False]) for n in chunk])
             for number, block in zip(chunk, results, strict=True):
-                if isinstance(block, RpcError):
-                    raise block
                 if block is None:
                     raise BlockNotFound(number)
                 out[number] = (str(block["hash"]).lower(), int(block["timestamp"], 16))

@@ -108,6 +108,15 @@ class Rpc:
                 out.append(exc)
         return out
 
+    def batch_checked(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
+        """:meth:`batch`, raising the first failed call's :class:`RpcError` instead of returning it among the
+        results (for callers that can use the answers only if every call succeeded)."""
+        results = self.batch(calls)
+        for result in results:
+            if isinstance(result, RpcError):
+                raise result
+        return results
+
     def close(self) -> None:
         """Close the HTTP connection pool."""
         self._pool.close()

@@ -459,11 +459,9 @@ class RelayJob:
         out: dict[str, bytes] = {}
         for i in range(0, len(hashes), MAX_RPC_BATCH):
             chunk = hashes[i : i + MAX_RPC_BATCH]
-            for tx_hash, tx in zip(chunk, self.fetcher.rpc.batch(
+            for tx_hash, tx in zip(chunk, self.fetcher.rpc.batch_checked(
                 [("eth_getTransactionByHash", [h]) for h in chunk]
             ), strict=True):
-                if isinstance(tx, RpcError):
-                    raise tx
                 if tx is not None:
                     out[tx_hash] = bytes.fromhex(str(tx["input"])[2:])
         return out

@@ -74,27 +74,17 @@ def health(services: OptionalServicesDep, session: SessionDep) -> Health:
     )
 
 
-def _answers(chain: TierChain, method: str, tx_hashes: list[str]) -> list[Any]:
-    """``method(tx_hash)`` for each of ``tx_hashes`` on ``chain``, in one batched JSON-RPC request; raises the first
-    failed call's :class:`chain.errors.ChainError` (the API answers 503 ``chain-unavailable``)."""
-    answers = chain.rpc.batch([(method, [h]) for h in tx_hashes])
-    for answer in answers:
-        if isinstance(answer, Exception):
-            raise answer
-    return answers
-
-
 def _statuses(services: Services, session: Session, tx_hashes: list[str]) -> list[SubmissionStatus]:
     """The state of each of ``tx_hashes`` (see :func:`submission`), in order: each chain is asked for the receipts
     not found yet in one batched request, then for the transactions still unknown (unless a batcher of this
-    service sent them); the cursors are read once."""
-    wanted = list(dict.fromkeys(h.lower() for h in tx_hashes))
+    service sent them); the cursors are read once. A failed call raises its :class:`chain.rpc.RpcError` (the API
+    answers 503 ``chain-unavailable``)."""
     receipts: dict[str, tuple[TierChain, dict[str, Any]]] = {}
-    missing = wanted
+    missing = list(dict.fromkeys(h.lower() for h in tx_hashes))
     for chain in services.chains:
         if not missing:
             break
-        answers = _answers(chain, "eth_getTransactionReceipt", missing)
+        answers = chain.rpc.batch_checked([("eth_getTransactionReceipt", [h]) for h in missing])
         receipts.update((h, (chain, raw)) for h, raw in zip(missing, answers, strict=True) if raw is not None)
         missing = [h for h, raw in zip(missing, answers, strict=True) if raw is None]
     pending = {h for h in missing if services.relay.outcome_known(h)}
@@ -102,8 +92,8 @@ def _statuses(services: Services, session: Session, tx_hashes: list[str]) -> lis
         asked = [h for h in missing if h not in pending]
         if not asked:
             break
-        pending |= {h for h, tx in zip(asked, _answers(chain, "eth_getTransactionByHash", asked), strict=True)
-                    if tx is not None}
+        answers = chain.rpc.batch_checked([("eth_getTransactionByHash", [h]) for h in asked])
+        pending |= {h for h, tx in zip(asked, answers, strict=True) if tx is not None}
     cursors: dict[int, int | None] = {}
     for chain in services.chains:
         stored = queries.cursor(session, chain.chain_id, chain.factory)

@@ -62,10 +62,12 @@ def node() -> Iterator[tuple[str, _Node]]:
 
 def _echo_result(body: bytes) -> tuple[int, bytes]:
     request = json.loads(body)
+    error = {"code": 3, "message": "execution reverted", "data": "0x08c379a0"}
     if isinstance(request, list):
-        return 200, json.dumps([{"jsonrpc": "2.0", "id": r["id"], "result": r["method"]} for r in request]).encode()
+        replies = [{"jsonrpc": "2.0", "id": r["id"], "error": error} if r["method"] == "eth_fail"
+                   else {"jsonrpc": "2.0", "id": r["id"], "result": r["method"]} for r in request]
+        return 200, json.dumps(replies).encode()
     if request["method"] == "eth_fail":
-        error = {"code": 3, "message": "execution reverted", "data": "0x08c379a0"}
         return 200, json.dumps({"jsonrpc": "2.0", "id": request["id"], "error": error}).encode()
     return 200, json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": request["params"]}).encode()
 
@@ -82,6 +84,12 @@ def test_call_batch_and_json_rpc_errors(node: tuple[str, _Node]) -> None:
     sent = [json.loads(b) for b in state.bodies]
     assert sent[0] == {"jsonrpc": "2.0", "id": 1, "method": "eth_echo", "params": [1, "0x2"]}
     assert [r["id"] for r in sent[2]] == [3, 4]  # ids never reused across calls and batches
+    mixed = rpc.batch([("eth_a", []), ("eth_fail", []), ("eth_b", [])])
+    assert mixed[0] == "eth_a" and isinstance(mixed[1], RpcError) and mixed[1].code == 3 and mixed[2] == "eth_b"
+    assert rpc.batch_checked([("eth_a", []), ("eth_b", [])]) == ["eth_a", "eth_b"]
+    with pytest.raises(RpcError) as failed:
+        rpc.batch_checked([("eth_a", []), ("eth_fail", [])])
+    assert failed.value.code == 3 and failed.value.method == "eth_fail"
     rpc.close()
 
 
