@@ -50,6 +50,10 @@ class QueuedSubmission:
     problem: ApiProblem | None = None
 
 
+#: Settled submissions answered 503 a relay keeps for their status URL by default (the latest ones).
+KEEP_SETTLED = 10_000
+
+
 def submission_id(signature: bytes) -> str:
     """The id of a signed submission: 0x-hex keccak256 of its 65-byte signature (one per signed message)."""
     return "0x" + keccak(signature).hex()
@@ -57,29 +61,59 @@ def submission_id(signature: bytes) -> str:
 
 class Relay:
     """Relays signed messages to the directory :meth:`Directories.route` chooses, through its batcher;
-    ``timeout_s`` bounds the wait for a transaction hash."""
+    ``timeout_s`` bounds the wait for a transaction hash.
 
-    def __init__(self, directories: Directories, timeout_s: float = 60.0) -> None:
+    What it holds stays bounded over the service's life: a submission's reservation against duplicates lasts until
+    its transaction is final (its batcher's outcome is no longer ``pending``; reservations of final transactions are
+    swept out whenever their number doubles, from ``sweep_floor``), and of the submissions answered 503 it keeps
+    every one not yet settled and the latest ``keep_settled`` settled ones (sent or refused) for their status URL.
+    """
+
+    def __init__(
+        self, directories: Directories, timeout_s: float = 60.0, *, keep_settled: int = KEEP_SETTLED,
+        sweep_floor: int = 4096,
+    ) -> None:
+        if keep_settled < 0 or sweep_floor < 1:
+            raise ValueError(f"expected keep_settled >= 0 and sweep_floor >= 1, got {keep_settled}, {sweep_floor}")
         self.directories = directories
         self.timeout_s = timeout_s
+        self.keep_settled = keep_settled
+        self.sweep_floor = sweep_floor
+        #: (kind, key) → (tx hash, its batcher) of each reserved submission; ("?", None) until a transaction carries it
         self._inflight: dict[tuple[str, str], tuple[str, Batcher | None]] = {}
+        self._sweep_at = sweep_floor
         self._lock = threading.Lock()
-        #: submission id → the batcher's future, for each submission answered 503 (kept for the service's life: one
-        #: small entry per submission that waited longer than ``timeout_s``)
+        #: submission id → the batcher's future, for each submission answered 503, oldest first
         self._queued: dict[str, Future[str]] = {}
+        self._prune_at = max(1, 2 * keep_settled)
+
+    def held(self) -> tuple[int, int]:
+        """(reservations, submissions answered 503) this relay holds — what its memory grows with."""
+        with self._lock:
+            return len(self._inflight), len(self._queued)
+
+    @staticmethod
+    def _in_flight(held: tuple[str, Batcher | None]) -> bool:
+        """Whether a reservation still stands: its submission has no transaction yet, or its transaction is pending
+        (an outcome its batcher has forgotten is a final one: pending outcomes are never forgotten)."""
+        tx, batcher = held
+        if batcher is None:
+            return True
+        outcome = batcher.outcome(tx)
+        return outcome is not None and outcome.status == "pending"
 
     def _reserve(self, keys: list[tuple[str, str]]) -> None:
         with self._lock:
             for key in keys:
                 held = self._inflight.get(key)
-                if held is not None:
-                    tx, batcher = held
-                    outcome = batcher.outcome(tx) if batcher is not None else None
-                    if batcher is None or outcome is None or outcome.status == "pending":
-                        raise ApiProblem(409, "in-flight", "An identical submission is in flight",
-                                         f"{key[0]} {key[1]} is already being submitted ({tx})")
+                if held is not None and self._in_flight(held):
+                    raise ApiProblem(409, "in-flight", "An identical submission is in flight",
+                                     f"{key[0]} {key[1]} is already being submitted ({held[0]})")
             for key in keys:
                 self._inflight[key] = ("?", None)
+            if len(self._inflight) > self._sweep_at:  # amortised: a sweep at most every doubling
+                self._inflight = {k: v for k, v in self._inflight.items() if self._in_flight(v)}
+                self._sweep_at = max(self.sweep_floor, 2 * len(self._inflight))
 
     def _settle(self, keys: list[tuple[str, str]], tx_hash: str | None, batcher: Batcher | None) -> None:
         with self._lock:
@@ -89,11 +123,24 @@ class Relay:
                 else:
                     self._inflight[key] = (tx_hash, batcher)
 
+    def _hold_queued(self, submission: str, future: Future[str]) -> None:
+        """Keep a submission answered 503 for :meth:`queued`; past twice ``keep_settled``, forget the oldest settled
+        ones down to ``keep_settled`` (unsettled ones are always kept)."""
+        with self._lock:
+            self._queued[submission] = future
+            if len(self._queued) <= self._prune_at:
+                return
+            settled = [s for s, f in self._queued.items() if f.done()]
+            for old in settled[: max(0, len(settled) - self.keep_settled)]:
+                del self._queued[old]
+            self._prune_at = max(1, 2 * self.keep_settled, 2 * len(self._queued))
+
     def queued(self, submission: str) -> QueuedSubmission | None:
         """What became of the submission ``submission`` (:func:`submission_id`) answered 503 by this relay; None
-        if it was not answered 503 here. A refusal is the problem the submission would have got at once: a mapped
-        contract error (4xx), or 503 ``chain-unavailable`` when the transaction could not be sent (what the API answers
-        a chain error with, :func:`api.problems.chain_problem`)."""
+        if it was not answered 503 here, or settled long enough ago to be forgotten (see the class). A refusal is the
+        problem the submission would have got at once: a mapped contract error (4xx), or 503 ``chain-unavailable``
+        when the transaction could not be sent (what the API answers a chain error with,
+        :func:`api.problems.chain_problem`)."""
         with self._lock:
             future = self._queued.get(submission.lower())
         if future is None:
@@ -110,9 +157,13 @@ class Relay:
             return QueuedSubmission(submission, "refused", problem=revert_problem(exc))
         return QueuedSubmission(submission, "refused", problem=chain_problem(exc))
 
-    def outcome_known(self, tx_hash: str) -> bool:
-        """Whether a batcher of this service sent (or is sending) transaction ``tx_hash``."""
-        return any(t.batcher.outcome(tx_hash) is not None for t in self.directories.targets())
+    def sending(self, tx_hash: str) -> bool:
+        """Whether a batcher of this service sent transaction ``tx_hash`` and is still waiting for its receipt."""
+        for target in self.directories.targets():
+            outcome = target.batcher.outcome(tx_hash)
+            if outcome is not None:
+                return outcome.status == "pending"
+        return False
 
     async def route(self, msg: Message) -> Target:
         """The directory ``msg`` goes to; 422 ``unknown-reference`` if it names something not indexed.
@@ -161,8 +212,7 @@ class Relay:
             tx_hash = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), timeout=self.timeout_s)
         except TimeoutError as exc:
             queued = submission_id(signature)
-            with self._lock:
-                self._queued[queued] = future
+            self._hold_queued(queued, future)
             raise ApiProblem(
                 503, "submission-pending", "The submission is queued but not yet in a transaction",
                 f"no transaction carried it within {self.timeout_s:g} s; it stays queued and may still be sent: "

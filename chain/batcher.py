@@ -14,6 +14,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,16 +54,21 @@ class Batcher:
     up to ``linger_s`` instead of leaving after a fixed window with a few. Each transaction costs the service a
     simulation, a signature, a receipt and the indexer's and tier sync's reads of its block, and anvil a block, so
     bigger batches under load cost less per submission.
+
+    :meth:`outcome` knows every transaction still waiting for its receipt and the latest ``keep_final`` whose outcome
+    is final (mined, reverted, lost); older final ones are forgotten — their receipts are on the chain — so a
+    service running for months holds a bounded number.
     """
 
     def __init__(
-        self, client: DirectoryClient, *, max_batch: int = 200, window_s: float = 0.02, linger_s: float = 0.25
+        self, client: DirectoryClient, *, max_batch: int = 200, window_s: float = 0.02, linger_s: float = 0.25,
+        keep_final: int = 256,
     ) -> None:
         if client.sender is None:
             raise ValueError("expected a DirectoryClient with a sender, got a read-only one")
-        if window_s < 0 or linger_s < 0 or max_batch < 1:
-            raise ValueError(f"expected window_s >= 0, linger_s >= 0 and max_batch >= 1, got {window_s}, {linger_s}, "
-                             f"{max_batch}")
+        if window_s < 0 or linger_s < 0 or max_batch < 1 or keep_final < 0:
+            raise ValueError(f"expected window_s >= 0, linger_s >= 0, max_batch >= 1 and keep_final >= 0, got "
+                             f"{window_s}, {linger_s}, {max_batch}, {keep_final}")
         self.client = client
         self.max_batch = max_batch
         self.window_s = window_s
@@ -70,7 +76,9 @@ class Batcher:
         self._queue: queue.Queue[_Item | None] = queue.Queue()  # None: wake up and stop
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="batcher", daemon=True)
-        self._outcomes: dict[str, TxOutcome] = {}
+        self.keep_final = keep_final
+        self._outcomes: dict[str, TxOutcome] = {}  # tx hash → outcome: the pending ones and the latest final ones
+        self._final: deque[str] = deque()  # tx hashes of the final outcomes held, oldest first
         self._lock = threading.Lock()
 
     def start(self) -> None:
@@ -96,7 +104,8 @@ class Batcher:
         return item.future
 
     def outcome(self, tx_hash: str) -> TxOutcome | None:
-        """What the worker knows of a transaction it sent (None if it sent no such transaction)."""
+        """What the worker knows of a transaction it sent: always while it is ``pending``, and among the latest
+        ``keep_final`` once final; None for a transaction it did not send or whose final outcome it has forgotten."""
         with self._lock:
             return self._outcomes.get(tx_hash.lower())
 
@@ -202,5 +211,13 @@ class Batcher:
             self._record(TxOutcome(tx_hash, primary, count, status))
 
     def _record(self, outcome: TxOutcome) -> None:
+        """Hold ``outcome`` (pending, or the final outcome replacing it), forgetting the oldest final outcome past
+        ``keep_final``."""
+        key = outcome.tx_hash.lower()
         with self._lock:
-            self._outcomes[outcome.tx_hash.lower()] = outcome
+            self._outcomes[key] = outcome
+            if outcome.status == "pending":
+                return
+            self._final.append(key)
+            while len(self._final) > self.keep_final:
+                self._outcomes.pop(self._final.popleft(), None)

@@ -77,8 +77,8 @@ def health(services: OptionalServicesDep, session: SessionDep) -> Health:
 def _statuses(services: Services, session: Session, tx_hashes: list[str]) -> list[SubmissionStatus]:
     """The state of each of ``tx_hashes`` (see :func:`submission`), in order: each chain is asked for the receipts
     not found yet in one batched request, then for the transactions still unknown (unless a batcher of this
-    service sent them); the cursors are read once. A failed call raises its :class:`chain.rpc.RpcError` (the API
-    answers 503 ``chain-unavailable``)."""
+    service sent them and awaits their receipts); the cursors are read once. A failed call raises its
+    :class:`chain.rpc.RpcError` (the API answers 503 ``chain-unavailable``)."""
     receipts: dict[str, tuple[TierChain, dict[str, Any]]] = {}
     missing = list(dict.fromkeys(h.lower() for h in tx_hashes))
     for chain in services.chains:
@@ -87,7 +87,7 @@ def _statuses(services: Services, session: Session, tx_hashes: list[str]) -> lis
         answers = chain.rpc.batch_checked([("eth_getTransactionReceipt", [h]) for h in missing])
         receipts.update((h, (chain, raw)) for h, raw in zip(missing, answers, strict=True) if raw is not None)
         missing = [h for h, raw in zip(missing, answers, strict=True) if raw is None]
-    pending = {h for h in missing if services.relay.outcome_known(h)}
+    pending = {h for h in missing if services.relay.sending(h)}
     for chain in services.chains:
         asked = [h for h in missing if h not in pending]
         if not asked:
@@ -140,11 +140,14 @@ def submission_statuses(
 async def queued_submission(submission: str, services: ServicesDep) -> QueuedSubmissionPublic:
     """What became of a submission answered 503 ``submission-pending`` (its ``status_url``): ``queued``, ``sent``
     with the ``tx_hash`` that carries it, or ``refused`` with the problem it would have been answered with. 404
-    for an id this service did not answer 503 (ids are keccak256 of the submission's signature)."""
+    for an id this service did not answer 503 (ids are keccak256 of the submission's signature), or answered long
+    enough ago that it no longer holds it (it keeps the latest 10,000 settled ones,
+    ``api.relay.KEEP_SETTLED``)."""
     found = services.relay.queued(submission)
     if found is None:
         raise ApiProblem(404, "not-found", "No such queued submission",
-                         f"this service answered no submission {submission!r} with 503 submission-pending")
+                         f"this service answered no submission {submission!r} with 503 submission-pending, or it "
+                         f"was settled long ago and is no longer held")
     problem = None if found.problem is None else found.problem.body(f"/submissions/queued/{submission}")
     return QueuedSubmissionPublic(submission=found.submission, status=found.status, tx_hash=found.tx_hash,
                                   problem=problem)
