@@ -567,22 +567,9 @@ def check_record(
     keccak(record[owner_field]) == ``department``, and — when ``source_system`` is given (catalogs) —
     keccak(record source_system) or zero == ``source_system``. Never raises.
     """
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return None, f"record is not UTF-8 ({exc.reason} at byte {exc.start})"
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        return None, f"record is not JSON ({exc})"
-    if not isinstance(data, dict):
-        return None, f"record is a JSON {type(data).__name__}, expected an object"
-    try:
-        parsed = model.model_validate(data)
-    except ValidationError as exc:
-        return None, f"record is not a valid {model.__name__}: {_short_validation_error(exc)}"[:_MAX_REASON]
-    except Exception as exc:  # a validator tripping over odd input must not stop the indexer
-        return None, f"record is not a valid {model.__name__}: {exc}"[:_MAX_REASON]
+    parsed = _parse_record(model, raw)
+    if isinstance(parsed, str):
+        return None, parsed
     if not _is_canonical(parsed, raw):
         return None, "record bytes are not the canonical JSON (RFC 8785) of the record"
     if getattr(parsed, "code", None) != code:
@@ -604,6 +591,37 @@ def check_record(
                 f"record source_system {named!r} does not match the event's sourceSystem {hex32(source_system)}"
             )
     return parsed, None
+
+
+def _parse_record(model: type[BaseModel], raw: bytes) -> BaseModel | str:
+    """``raw`` parsed and validated as ``model``, or the reason it is not one (UTF-8, then JSON, then a JSON object,
+    then ``model``'s rules). Never raises.
+
+    A record that parses is read by pydantic's JSON parser in one step (``model_validate_json``), twice as fast as
+    :func:`json.loads` and then ``model_validate``; only input it refuses goes the two-step way, which says which
+    of the four it fails (and, for a record the one-step parser refuses and the two-step one accepts — a JSON
+    ``NaN``, say — gives the two-step result: the canonical-bytes check refuses those anyway).
+    """
+    try:
+        return model.model_validate_json(raw)
+    except Exception:  # the two steps below say why, in the index's words
+        pass
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"record is not UTF-8 ({exc.reason} at byte {exc.start})"
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        return f"record is not JSON ({exc})"
+    if not isinstance(data, dict):
+        return f"record is a JSON {type(data).__name__}, expected an object"
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        return f"record is not a valid {model.__name__}: {_short_validation_error(exc)}"[:_MAX_REASON]
+    except Exception as exc:  # a validator tripping over odd input must not stop the indexer
+        return f"record is not a valid {model.__name__}: {exc}"[:_MAX_REASON]
 
 
 #: :func:`registry.canonical.code_id`, remembered: the same jurisdictions and departments recur in every record.
