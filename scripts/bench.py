@@ -14,7 +14,8 @@ per jurisdiction, in this process, serving its API over HTTP on loopback. Prints
 4. the street → district → city sync: items relayed and seconds spent in passes that relayed something;
 5. audit query latency (a catalog with its versions and chain of custody) p50/p99 in process and over HTTP with 8
    concurrent clients, and requests per second, with the number of indexed events stated;
-6. peak memory (RSS high-water mark) of this process (service, API), of the loader and of each anvil;
+6. peak memory (RSS high-water mark) of this process (service, API), of the loader and of each anvil, and what the
+   service holds for the submissions it relayed once the load ends (``held_after_load``: bounded, not per record);
 7. in the same run against the same node, the references for registration throughput: the raw limit (the same
    ``submitCatalogs`` batches pre-signed and sent as one batched raw JSON-RPC request) and the common web3.py
    pattern (one ``transact`` + ``wait_for_transaction_receipt`` per record), with the ratios of ours to each, and
@@ -229,6 +230,7 @@ def run_load(run: Running, directory_file: Path, sharing_file: Path, workers: in
     figures.memory["loader_mib"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
     for name, pid in anvils.items():  # high-water mark when the load ends (the run's peak comes later if it grows)
         figures.memory[f"{name}_after_load_mib"] = round(_vm_hwm_mib(pid), 1)
+    figures.memory["held_after_load"] = _held(run)
     records = (len(directory.jurisdictions) - 4 + 2 * len(directory.departments) + len(directory.systems)
                + len(directory.catalogs) + len(sharing) + sum(1 for r in sharing if r.decision is not None)
                + sum(1 for r in sharing if r.revocation is not None))
@@ -252,6 +254,15 @@ def run_load(run: Running, directory_file: Path, sharing_file: Path, workers: in
     }
     _say(f"load: {records} submissions in {loaded_s:.1f} s ({records / loaded_s:.0f}/s); city complete after "
          f"{city_s:.1f} s; city holds {held} of {expected}; failed {failed}")
+
+
+def _held(run: Running) -> dict[str, float]:
+    """What the service holds for the submissions it relayed, which must not grow with their number: the relay's
+    reservations and submissions answered 503, and the transaction journals' size on disk (MiB)."""
+    reservations, answered_503 = run.service.services().relay.held()
+    journal = sum(path.stat().st_size for path in (run.settings.home / "journal").glob("*.jsonl"))
+    return {"relay_reservations": reservations, "relay_answered_503": answered_503,
+            "journal_mib": round(journal / 2**20, 2)}
 
 
 def _ranges_indexed(run: Running) -> int:

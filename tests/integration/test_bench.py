@@ -60,6 +60,8 @@ def test_bench_small_scale_measures_every_section(tmp_path: Path, chains: list[s
     assert f["references"]["raw_cpu_ms_per_record"]["anvils"] > 0
     assert f["references"]["cpu_ms_per_record_at_half_raw"] > 0
     assert f["memory"]["service_mib"] > 0 and all(f["memory"][f"{name}_mib"] > 0 for name in anvils | geneses)
+    held = f["memory"]["held_after_load"]
+    assert set(held) == {"relay_reservations", "relay_answered_503", "journal_mib"} and held["journal_mib"] > 0
     assert ("none (blocks mined on a genesis node)" in f["machine"]["state_roots"]) == (not chains)
     text = report.read_text(encoding="utf-8")
     assert "## Targets" in text and text.count("| ") > 10 and "python scripts/bench.py --scale small" in text
