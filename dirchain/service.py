@@ -58,6 +58,7 @@ class Service:
     _stop: threading.Event = field(default_factory=threading.Event)
     _indexer_threads: dict[str, threading.Thread] = field(default_factory=dict)
     _threads: list[threading.Thread] = field(default_factory=list)
+    _services: Services | None = None
 
     @property
     def rpc(self) -> Rpc:
@@ -77,15 +78,18 @@ class Service:
         return self.indexers["city"]
 
     def services(self) -> Services:
-        """The dependencies the API routes use."""
-        return Services(
-            directories=self.directories,
-            sessions=self.sessions,
-            relay=Relay(self.directories),
-            indexer_error=self._indexer_error,
-            lags=self.lags,
-            sync_rounds=lambda: 0 if self.tiersync is None else self.tiersync.rounds,
-        )
+        """The dependencies the API routes use: one set per service (built on the first call), so that every app
+        built on it relays through one :class:`api.relay.Relay` — whose reservations refuse duplicates service-wide."""
+        if self._services is None:
+            self._services = Services(
+                directories=self.directories,
+                sessions=self.sessions,
+                relay=Relay(self.directories),
+                indexer_error=self._indexer_error,
+                lags=self.lags,
+                sync_rounds=lambda: 0 if self.tiersync is None else self.tiersync.rounds,
+            )
+        return self._services
 
     def lags(self) -> list[ChildLag]:
         """Each child directory's relay lag (empty in single mode)."""

@@ -165,7 +165,8 @@ class Running:
             district_chain=district_chain, anvil_state_roots=state_roots,
         )
         self.service: Service = start_service(self.settings)
-        config = uvicorn.Config(create_app(self.service.services(), self.settings.max_body_bytes),
+        self.services = self.service.services()  # the API's: its relay is the one submissions go through
+        config = uvicorn.Config(create_app(self.services, self.settings.max_body_bytes),
                                 host=self.settings.host, port=self.settings.port, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="api", daemon=True)
@@ -259,7 +260,7 @@ def run_load(run: Running, directory_file: Path, sharing_file: Path, workers: in
 def _held(run: Running) -> dict[str, float]:
     """What the service holds for the submissions it relayed, which must not grow with their number: the relay's
     reservations and submissions answered 503, and the transaction journals' size on disk (MiB)."""
-    reservations, answered_503 = run.service.services().relay.held()
+    reservations, answered_503 = run.services.relay.held()
     journal = sum(path.stat().st_size for path in (run.settings.home / "journal").glob("*.jsonl"))
     return {"relay_reservations": reservations, "relay_answered_503": answered_503,
             "journal_mib": round(journal / 2**20, 2)}
