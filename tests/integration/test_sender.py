@@ -11,7 +11,7 @@ import pytest
 from chain.errors import ContractRevert, TransactionTimeout
 from chain.journal import FileJournal, JournalEntry, MemoryJournal
 from chain.node import AnvilNode
-from chain.rpc import Rpc
+from chain.rpc import Rpc, RpcError
 from chain.sender import TxSender
 from tests.integration.conftest import CHAIN_ID, Chain, funded_account
 
@@ -30,6 +30,24 @@ def test_concurrent_sends_get_consecutive_nonces_and_all_mine(rpc: Rpc) -> None:
     nonces = sorted(int(rpc.call("eth_getTransactionByHash", [h])["nonce"], 16) for h in hashes)
     assert nonces == list(range(24))
     assert all(r.status == 1 for r in receipts)
+    assert sender.journal.unsettled() == []
+
+
+def test_a_refused_broadcast_leaves_no_gap_behind_it(rpc: Rpc) -> None:
+    """One transaction the node refuses (more gas than a block holds) among 15 sent at once: it raises and is
+    settled ``rejected``, and its nonce is not consumed: the 14 others all mine with consecutive nonces from 0 and
+    nothing stays unsettled."""
+    sender = _sender(rpc, MemoryJournal())
+    too_much = sender.block_gas_limit + 1
+    with ThreadPoolExecutor(max_workers=15) as pool:
+        futures = [pool.submit(sender.send, sender.address, b"", too_much if n == 3 else TRANSFER_GAS)
+                   for n in range(15)]
+        outcomes = [f.exception() or f.result() for f in futures]
+    refused = [o for o in outcomes if isinstance(o, BaseException)]
+    hashes = [o for o in outcomes if isinstance(o, str)]
+    assert len(refused) == 1 and isinstance(refused[0], RpcError) and len(hashes) == 14
+    assert all(sender.wait(h).status == 1 for h in hashes)
+    assert sorted(int(rpc.call("eth_getTransactionByHash", [h])["nonce"], 16) for h in hashes) == list(range(14))
     assert sender.journal.unsettled() == []
 
 
