@@ -22,6 +22,9 @@ Row = dict[str, Any]
 
 _CHUNK = 500
 
+#: Prebuilt ``SELECT … WHERE … IN`` statements by (model, columns, key columns): see :meth:`RowBatch._select_in`.
+_SELECTS: dict[tuple[type[Base], tuple[str, ...], tuple[str, ...]], Any] = {}
+
 
 def table_of(model: type[Base]) -> Table:
     """The :class:`~sqlalchemy.Table` of a model."""
@@ -62,6 +65,29 @@ class RowBatch:
 
     # ------------------------------------------------------------------ reading
 
+    def _select_in(self, model: type[Base], columns: tuple[str, ...], by: tuple[str, ...]) -> Any:
+        """``SELECT columns FROM model's table WHERE (by) IN :keys`` (an expanding parameter), built once per class
+        and shape: a block range's preload runs a few of these, and under automine a load's ranges are small,
+        so building and cache-keying a new statement each time cost about as much as running it."""
+        key = (model, columns, by)
+        stmt = _SELECTS.get(key)
+        if stmt is None:
+            table = self._info(model)[0]
+            target = table.c[by[0]] if len(by) == 1 else tuple_(*(table.c[name] for name in by))
+            stmt = select(*(table.c[name] for name in columns)).where(target.in_(bindparam("keys", expanding=True)))
+            _SELECTS[key] = stmt
+        return stmt
+
+    def _read_in(self, model: type[Base], columns: tuple[str, ...], by: tuple[str, ...], values: list[Any]) -> None:
+        """Read the rows of ``model`` whose ``by`` columns are in ``values`` (a chunk per query) into what is known."""
+        found = self._found.setdefault(model, {})
+        stmt = self._select_in(model, columns, by)
+        connection = self.session.connection()
+        for start in range(0, len(values), _CHUNK):
+            for values_row in connection.execute(stmt, {"keys": values[start : start + _CHUNK]}):
+                row = dict(zip(columns, values_row, strict=True))
+                found[self.key_of(model, row)] = row
+
     def preload(self, model: type[Base], keys: Iterable[Any], *, columns: Iterable[str] | None = None) -> None:
         """Read the rows of ``model`` with primary keys ``keys`` (those not already known), a chunk per query.
 
@@ -71,27 +97,17 @@ class RowBatch:
         wanted = sorted(key for key in set(keys) if key not in found)
         for key in wanted:
             found[key] = None
-        cols = [table.c[name] for name in columns] if columns is not None else list(table.columns)
-        pk_cols = [table.c[name] for name in pk]
-        for start in range(0, len(wanted), _CHUNK):
-            chunk = wanted[start : start + _CHUNK]
-            where = pk_cols[0].in_(chunk) if len(pk_cols) == 1 else tuple_(*pk_cols).in_(chunk)
-            for mapping in self.session.execute(select(*cols).where(where)).mappings():
-                row = dict(mapping)
-                found[self.key_of(model, row)] = row
+        if wanted:
+            names = tuple(columns) if columns is not None else tuple(table.columns.keys())
+            self._read_in(model, names, tuple(pk), wanted)
 
     def preload_where(self, model: type[Base], column: str, values: Iterable[Any], *, columns: Iterable[str]) -> None:
         """Read every row of ``model`` whose ``column`` is one of ``values`` (only ``columns``, which must include
         the primary key) — e.g. all events of some transactions, by the leading column of their key."""
-        table = self._info(model)[0]
-        found = self._found.setdefault(model, {})
-        cols = [table.c[name] for name in columns]
+        self._found.setdefault(model, {})
         wanted = sorted(set(values))
-        for start in range(0, len(wanted), _CHUNK):
-            chunk = wanted[start : start + _CHUNK]
-            for mapping in self.session.execute(select(*cols).where(table.c[column].in_(chunk))).mappings():
-                row = dict(mapping)
-                found[self.key_of(model, row)] = row
+        if wanted:
+            self._read_in(model, tuple(columns), (column,), wanted)
 
     def known(self, model: type[Base], keys: Iterable[Any]) -> None:
         """Record that no row of ``model`` with these keys exists, unless one was read (after a
