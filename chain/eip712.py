@@ -9,10 +9,11 @@ EIP-712 ``types`` object. Signatures must be 65 bytes ``r ‖ s ‖ v`` with ``v
 from __future__ import annotations
 
 import re
+import threading
 from typing import Any
 
 from eth_account import Account
-from eth_account.messages import encode_typed_data
+from eth_account.messages import SignableMessage, encode_typed_data
 from eth_account.signers.local import LocalAccount
 
 from chain.errors import SignatureError
@@ -79,9 +80,45 @@ def typed_data(types: Types, primary_type: str, dom: dict[str, Any], message: di
     }
 
 
+#: Domain separators (the EIP-712 message header) by (domain type fields, domain values): see :func:`signable`.
+_SEPARATORS: dict[tuple[Any, ...], bytes] = {}
+_SEPARATORS_MAX = 4096
+_separators_lock = threading.Lock()
+
+
+def signable(data: dict[str, Any]) -> SignableMessage:
+    """The EIP-712 signable message (``0x19 0x01 ‖ domainSeparator ‖ hashStruct(message)``) of typed data
+    ``data`` (the ``eth_signTypedData_v4`` shape), through eth-account's ``encode_typed_data``.
+
+    The domain separator is hashed once per domain and remembered: after the first message of a directory only the
+    message is hashed (``encode_typed_data`` with an empty domain, whose body is the same and whose header is
+    replaced). A directory's every submission shares its domain, and hashing it was a third of ``encode_typed_data``
+    (131 → 87 µs a message). Typed data whose ``primaryType`` is not the one type besides ``EIP712Domain`` goes the
+    full way, with eth-account's checks."""
+    types = data.get("types", {})
+    message_types = {name: fields for name, fields in types.items() if name != "EIP712Domain"}
+    domain_fields = types.get("EIP712Domain")
+    if list(message_types) != [data.get("primaryType")] or not domain_fields:
+        return encode_typed_data(full_message=data)
+    try:
+        key = (tuple((f["name"], f["type"]) for f in domain_fields), tuple(sorted(data["domain"].items())))
+        header = _SEPARATORS.get(key)
+    except (TypeError, KeyError, AttributeError):  # unhashable or malformed: eth-account says what is wrong
+        return encode_typed_data(full_message=data)
+    if header is None:
+        full = encode_typed_data(full_message=data)
+        with _separators_lock:
+            if len(_SEPARATORS) >= _SEPARATORS_MAX:
+                _SEPARATORS.clear()
+            _SEPARATORS[key] = bytes(full.header)
+        return full
+    part = encode_typed_data(domain_data={}, message_types=message_types, message_data=data["message"])
+    return SignableMessage(part.version, header, part.body)
+
+
 def sign(account: LocalAccount, data: dict[str, Any]) -> bytes:
     """Sign typed data; returns the 65-byte signature r ‖ s ‖ v (v 27/28, low s)."""
-    signed = account.sign_message(encode_typed_data(full_message=data))
+    signed = account.sign_message(signable(data))
     return bytes(signed.signature)
 
 
@@ -106,6 +143,6 @@ def recover(data: dict[str, Any], signature: bytes) -> str:
     """
     check_signature_form(signature)
     try:
-        return str(Account.recover_message(encode_typed_data(full_message=data), signature=signature))
+        return str(Account.recover_message(signable(data), signature=signature))
     except Exception as exc:  # eth-keys raises several types for unrecoverable input
         raise SignatureError(f"signature: does not recover a signer ({exc})") from exc
