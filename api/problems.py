@@ -121,6 +121,20 @@ def revert_problem(exc: ContractRevert | UnknownRevert) -> ApiProblem:
     return ApiProblem(status, slug, title, f"{title}: {exc}", error={"name": exc.name, "args": args})
 
 
+def problem_of(exc: BaseException) -> ApiProblem | None:
+    """The problem a submission failing with ``exc`` is answered with, as the handlers of :func:`install` answer it
+    (an :class:`ApiProblem` as it is, a :class:`SignatureError` 400, a :class:`ChainError` 503); None for anything
+    else (a defect: the caller re-raises it)."""
+    if isinstance(exc, ApiProblem):
+        return exc
+    if isinstance(exc, SignatureError):
+        return ApiProblem(400, "invalid-signature", "The signature is not acceptable", exc.reason)
+    if isinstance(exc, ChainError):
+        log.error("chain error on a submission: %s", exc)
+        return chain_problem(exc)
+    return None
+
+
 def install(app: FastAPI) -> None:
     """Register the exception handlers on ``app``."""
 

@@ -89,6 +89,42 @@ class SubmissionAccepted(BaseModel):
     record_url: str | None = None
 
 
+#: Most submissions one ``POST /catalogs/batch`` or ``POST /systems/batch`` carries (each relayed on its own).
+MAX_BATCH_SUBMISSIONS = 100
+
+
+class CatalogBatchCreate(_Body):
+    """Several catalog versions in one request, each signed by its department as for ``POST /catalogs``."""
+
+    submissions: Annotated[list[CatalogCreate], Field(min_length=1, max_length=MAX_BATCH_SUBMISSIONS)]
+
+
+class SystemBatchCreate(_Body):
+    """Several system versions in one request, each signed by its department as for ``POST /systems``."""
+
+    submissions: Annotated[list[SystemCreate], Field(min_length=1, max_length=MAX_BATCH_SUBMISSIONS)]
+
+
+class SubmissionResult(BaseModel):
+    """What became of one submission of a batch, at its ``index`` (0-based, the request's order): ``status`` 202 and
+    ``accepted`` (as ``POST /catalogs`` answers it), or the refusal's status and ``problem`` (RFC 9457, as the
+    single route would have answered it)."""
+
+    index: int
+    status: int
+    accepted: SubmissionAccepted | None = None
+    problem: dict[str, Any] | None = None
+
+
+class BatchAccepted(BaseModel):
+    """Answer to a batch: 202 when every submission was accepted, 207 when some were refused; ``results`` in the
+    request's order."""
+
+    accepted: int
+    refused: int
+    results: list[SubmissionResult]
+
+
 class SubmissionStatus(BaseModel):
     """State of a submission transaction: ``pending`` → ``mined`` → ``indexed`` (or ``reverted``/``unknown``)."""
 

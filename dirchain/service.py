@@ -19,7 +19,6 @@ from chain.artifacts import artifact_path, compile_contracts
 from chain.deploy import Deployment, load_or_deploy, load_or_deploy_factory
 from chain.directory import DirectoryClient
 from chain.journal import FileJournal
-from chain.logs import LogFetcher
 from chain.node import AnvilNode
 from chain.rpc import Rpc
 from chain.sender import TxSender
@@ -27,7 +26,7 @@ from dirchain.settings import Settings
 from registry.db import make_engine, migrate, session_factory
 from registry.directories import Directories, TierChain
 from registry.expiry import ExpiryJob, latest_block_timestamp
-from registry.indexer import Indexer, indexer_codec
+from registry.indexer_process import IndexerConfig, IndexerProcess, shareable
 from registry.keystore import Keystore
 from registry.tiers import ChildLag, TierSync
 
@@ -50,13 +49,12 @@ class Service:
     chains: dict[str, TierChain]
     directories: Directories
     sessions: sessionmaker[Session]
-    indexers: dict[str, Indexer]
+    indexers: dict[str, IndexerProcess]
     deployed_now: bool
     deployment: Deployment | None = None
     tiersync: TierSync | None = None
     expiry: ExpiryJob | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
-    _indexer_threads: dict[str, threading.Thread] = field(default_factory=dict)
     _threads: list[threading.Thread] = field(default_factory=list)
     _services: Services | None = None
 
@@ -73,8 +71,8 @@ class Service:
         return self.directories.single_target().client
 
     @property
-    def indexer(self) -> Indexer:
-        """The city chain's indexer."""
+    def indexer(self) -> IndexerProcess:
+        """The city chain's indexer (a process of its own)."""
         return self.indexers["city"]
 
     def services(self) -> Services:
@@ -96,17 +94,15 @@ class Service:
         return [] if self.tiersync is None else self.tiersync.lags()
 
     def _indexer_error(self) -> str | None:
-        for name, thread in self._indexer_threads.items():
-            if not thread.is_alive() and not self._stop.is_set():
-                return f"indexer of the {name} chain stopped: {self.indexers[name].last_error}"
+        for name, indexer in self.indexers.items():
+            if indexer.pid is not None and not indexer.is_alive() and not self._stop.is_set():
+                return f"indexer of the {name} chain stopped: {indexer.last_error}"
         return None
 
     def start(self) -> None:
-        """Start the indexers, the tier sync and the expiry job (threads)."""
-        for name, indexer in self.indexers.items():
-            thread = threading.Thread(target=indexer.run, args=(self._stop,), name=f"indexer-{name}", daemon=True)
-            self._indexer_threads[name] = thread
-            thread.start()
+        """Start the indexers (a process each), the tier sync and the expiry job (threads)."""
+        for indexer in self.indexers.values():
+            indexer.start()
         if self.tiersync is not None:
             self._spawn("tier-sync", self.tiersync.run)
         if self.expiry is not None:
@@ -123,8 +119,8 @@ class Service:
         for thread in self._threads:
             thread.join(timeout=10)
         self.directories.close()
-        for thread in self._indexer_threads.values():
-            thread.join(timeout=10)
+        for indexer in self.indexers.values():
+            indexer.stop(timeout_s=10)
         for chain in self.chains.values():
             if chain.node is not None:
                 chain.node.stop()
@@ -181,7 +177,11 @@ def _nodes(settings: Settings) -> tuple[AnvilNode | None, AnvilNode | None]:
 
 def start_service(settings: Settings) -> Service:
     """Start (or connect to) the chains, deploy the contracts unless recorded, migrate the index, start the
-    indexers, the tier sync and the expiry job. Raises ChainError / NodeError if a chain cannot be used."""
+    indexers, the tier sync and the expiry job. Raises ChainError / NodeError if a chain cannot be used, ValueError
+    for an index in memory (the indexers, each a process of its own, could not open it)."""
+    if not shareable(settings.database_url):
+        raise ValueError("DIRCHAIN_DATABASE_URL: expected a database another process can open (a SQLite file or a "
+                         f"server; the indexers run in processes of their own), got {settings.database_url!r}")
     settings.home.mkdir(parents=True, exist_ok=True)
     if not artifact_path("Directory").exists():
         compile_contracts()
@@ -209,12 +209,10 @@ def start_service(settings: Settings) -> Service:
         writer = session_factory(engine, writer=True)
         directories = Directories(chains, sessions, keys.account("administrator"), single=settings.single,
                                   deadline_s=settings.deadline_s)
-        codec = indexer_codec()
-        topics = ["0x" + topic.hex() for topic in codec.events]
         indexers = {
-            name: Indexer(LogFetcher.from_rpc(chain.rpc, chain.factory, topics=topics), codec, writer,
-                          chain.chain_id, chain.factory, confirmations=chain.confirmations,
-                          start_block=chain.start_block, creators={chain.relayer.address})
+            name: IndexerProcess(name, IndexerConfig(chain.rpc.url, chain.chain_id, chain.factory, chain.start_block,
+                                                     chain.confirmations, (chain.relayer.address,),
+                                                     settings.database_url))
             for name, chain in chains.items()
         }
         if settings.single:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -121,6 +121,8 @@ class Indexer:
         self.last_error: BaseException | None = None
         self.events_applied = 0
         self.ranges_indexed = 0
+        #: Called after each committed range (e.g. to count ranges for another process), in the indexing thread.
+        self.on_commit: Callable[[Indexer], None] | None = None
         self._stop: threading.Event | None = None
         self._written: _Written | None = None  # None: read from the database before the next range
 
@@ -220,6 +222,8 @@ class Indexer:
             applied += new
             self.events_applied += new
             self.ranges_indexed += 1
+            if self.on_commit is not None:
+                self.on_commit(self)
             log.debug("indexed blocks %d..%d: %d events (%d new)", start, end, len(events), new)
         return applied
 

@@ -24,8 +24,9 @@ import secrets
 import ssl
 import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -79,6 +80,10 @@ LIST_PAGE = 500
 UNCHANGED: Literal["unchanged"] = "unchanged"
 #: Transactions asked about per ``POST /submissions/status`` (the API's most).
 STATUS_BATCH = 200
+#: Most submissions per ``POST /catalogs/batch`` or ``/systems/batch`` (the API's most).
+BATCH_SUBMISSIONS = 100
+#: Most bytes of submissions per batch request: under the service's default body limit (256 KiB).
+BATCH_BYTES = 192 * 1024
 SKIPPED: Literal["skipped"] = "skipped"
 
 
@@ -326,11 +331,13 @@ class DirectoryLoader:
             if not page["items"] or offset >= int(page["total"]):
                 return out
 
-    def _post_all(self, phase: str, jobs: Sequence[Job], summary: PhaseSummary) -> set[str]:
+    def _post_all(self, phase: str, jobs: Sequence[Job], summary: PhaseSummary, batch_path: str | None = None
+                  ) -> set[str]:
         """Run each job (which checks what is indexed and signs: a :data:`Post`, :data:`UNCHANGED` or a
-        :class:`Refusal`) and POST what it prepared, ``workers`` at a time, then wait until every transaction is
-        indexed; returns the codes posted. Jobs run in the pool so that existence checks, key loading and
-        signing overlap the requests instead of preceding them one by one."""
+        :class:`Refusal`) and POST what it prepared, ``workers`` at a time — or, with ``batch_path``, up to
+        :data:`BATCH_SUBMISSIONS` at a time to that route (``POST /catalogs/batch``), each answered on its own —,
+        then wait until every transaction is indexed; returns the codes posted. Jobs run in the pool so that
+        existence checks, key loading and signing overlap the requests instead of preceding them one by one."""
         started = time.monotonic()
         total = len(jobs)
         done = 0
@@ -343,14 +350,11 @@ class DirectoryLoader:
             if not isinstance(prepared, tuple):
                 return prepared, None
             _code, path, body, _outcome = prepared
-            reply = self.http.post(path, json=body)
-            problem = reply.headers.get("content-type", "").startswith("application/problem+json")
-            if reply.status_code == 503 and problem and "status_url" in reply.json():
-                reply = self._follow_queued(reply)
-            return prepared, reply
+            return prepared, self._settled(self.http.post(path, json=body))
 
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
-            for prepared, reply in pool.map(run, jobs):
+            answers = pool.map(run, jobs) if batch_path is None else self._batched(pool, jobs, batch_path)
+            for prepared, reply in answers:
                 if prepared == UNCHANGED:
                     summary.unchanged += 1
                 elif isinstance(prepared, Refusal):
@@ -373,6 +377,76 @@ class DirectoryLoader:
         summary.seconds += time.monotonic() - started
         self._steps[phase] = time.monotonic() - started
         return posted
+
+    def _batched(self, pool: ThreadPoolExecutor, jobs: Sequence[Job], path: str
+                 ) -> Iterator[tuple[Prepared, httpx.Response | None]]:
+        """Prepare ``jobs`` in ``pool`` and POST what they prepared to the batch route ``path`` in chunks of at most
+        :data:`BATCH_SUBMISSIONS` submissions and :data:`BATCH_BYTES` bytes, ``workers // 8`` chunks at a time
+        (a chunk waits until each of its submissions is in a transaction); yields each job's (prepared, answer) in
+        the jobs' order, the answer of one submission as the single route would have given it."""
+        senders = ThreadPoolExecutor(max_workers=max(1, self.workers // 8))
+        chunks: list[Future[list[httpx.Response]]] = []
+        order: deque[tuple[Prepared, int, int]] = deque()  # (prepared, chunk, index in it); chunk -1: not sent
+        chunk: list[bytes] = []
+        size = 0
+
+        def close() -> None:
+            nonlocal chunk, size
+            if chunk:
+                chunks.append(senders.submit(self._post_chunk, path, chunk))
+                chunk, size = [], 0
+
+        def answered(wait: bool) -> Iterator[tuple[Prepared, httpx.Response | None]]:
+            """The oldest jobs' answers, as far as their chunks have been answered (all of them with ``wait``)."""
+            while order:
+                prepared, at, index = order[0]
+                if at >= 0 and not (at < len(chunks) and (wait or chunks[at].done())):
+                    return  # its chunk is still being filled, or not answered yet
+                order.popleft()
+                yield prepared, (None if at < 0 else chunks[at].result()[index])
+
+        try:
+            for prepared in pool.map(lambda job: job(), jobs):
+                if not isinstance(prepared, tuple):
+                    order.append((prepared, -1, 0))
+                    continue
+                encoded = json.dumps(prepared[2], ensure_ascii=False, separators=(",", ":")).encode()
+                if chunk and (len(chunk) >= BATCH_SUBMISSIONS or size + len(encoded) > BATCH_BYTES):
+                    close()
+                    yield from answered(wait=False)
+                order.append((prepared, len(chunks), len(chunk)))
+                chunk.append(encoded)
+                size += len(encoded) + 1
+            close()
+            yield from answered(wait=True)
+        finally:
+            senders.shutdown(wait=True, cancel_futures=True)
+
+    def _post_chunk(self, path: str, chunk: list[bytes]) -> list[httpx.Response]:
+        """POST ``chunk`` (JSON-encoded submissions) to the batch route ``path``; returns one answer per submission:
+        the 202 or problem its result carries (a queued one followed, :meth:`_settled`), or — when the batch as a
+        whole is refused (422 invalid body, 413, 503 read-only replica …) — that answer for each."""
+        content = b'{"submissions":[' + b",".join(chunk) + b"]}"
+        reply = self.http.post(path, content=content, headers={"content-type": "application/json"})
+        if reply.status_code not in (202, 207):
+            return [reply] * len(chunk)
+        answers = []
+        for result in reply.json()["results"]:
+            if result["accepted"] is not None:
+                answers.append(httpx.Response(202, json=result["accepted"]))
+            else:
+                problem = httpx.Response(int(result["status"]), json=result["problem"],
+                                         headers={"content-type": "application/problem+json"})
+                answers.append(self._settled(problem))
+        return answers
+
+    def _settled(self, reply: httpx.Response) -> httpx.Response:
+        """``reply``, or — for a 503 ``submission-pending`` (queued, no transaction yet) — what following its
+        ``status_url`` ends with (:meth:`_follow_queued`)."""
+        problem = reply.headers.get("content-type", "").startswith("application/problem+json")
+        if reply.status_code == 503 and problem and "status_url" in reply.json():
+            return self._follow_queued(reply)
+        return reply
 
     def _follow_queued(self, pending: httpx.Response) -> httpx.Response:
         """Follow a submission the service answered 503 ``submission-pending`` (queued, no transaction yet) at its
@@ -510,7 +584,7 @@ class DirectoryLoader:
     def _records(self, kind: str, records: list[CatalogRecord] | list[SystemRecord], summary: LoadSummary) -> None:
         indexed = self._listing(f"/{kind}") if records else {}
         self._post_all(kind, [partial(self._record_job, kind, r, indexed.get(r.code)) for r in records],
-                       summary.phases.setdefault(kind, PhaseSummary()))
+                       summary.phases.setdefault(kind, PhaseSummary()), batch_path=f"/{kind}/batch")
 
     def _record_job(self, kind: str, record: CatalogRecord | SystemRecord, indexed: dict[str, Any] | None) -> Prepared:
         """Register ``record`` (not ``indexed``), update it (indexed with another digest) or leave it."""

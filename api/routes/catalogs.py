@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Response, status
 
 from api.deps import ServicesDep, SessionDep
 from api.problems import ApiProblem
-from api.routes.records import parse_record, provenance_public, relay_record, versions_public
+from api.routes.records import parse_record, provenance_public, relay_batch, relay_record, versions_public
 from api.schemas import (
+    BatchAccepted,
+    CatalogBatchCreate,
     CatalogCreate,
     CatalogDetail,
     CatalogPublic,
@@ -58,6 +60,15 @@ async def submit_catalog(body: CatalogCreate, services: ServicesDep) -> Submissi
     """
     msg = record_message(body.record, body.action, body.version, body.nonce, body.deadline)
     return await relay_record(services, msg, body.signature, body.record.code, body.version, "catalogs")
+
+@router.post("/batch", status_code=status.HTTP_202_ACCEPTED, response_model=BatchAccepted,
+             responses={207: {"model": BatchAccepted, "description": "some submissions were refused"}})
+async def submit_catalog_batch(body: CatalogBatchCreate, services: ServicesDep, response: Response) -> BatchAccepted:
+    """Relay up to 100 catalog versions, each signed by its department as for ``POST /catalogs``, in one request
+    (an integration job's bulk upload). 202 when every one was accepted; 207 Multi-Status with each refusal's
+    problem at its index otherwise (the others are relayed all the same). A body that is not valid — any
+    submission malformed, none, or more than 100 — gets 422 and relays nothing."""
+    return await relay_batch(services, body.submissions, "catalogs", response)
 
 @router.post("/{code:path}/retirement", status_code=status.HTTP_202_ACCEPTED, response_model=SubmissionAccepted)
 async def retire_catalog(code: str, body: RetirementCreate, services: ServicesDep) -> SubmissionAccepted:

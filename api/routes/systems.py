@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Response, status
 
 from api.deps import ServicesDep, SessionDep
 from api.problems import ApiProblem
-from api.routes.records import parse_record, provenance_public, relay_record, versions_public
-from api.schemas import Page, Provenance, RetirementCreate, SubmissionAccepted, SystemCreate, SystemDetail, SystemPublic
+from api.routes.records import parse_record, provenance_public, relay_batch, relay_record, versions_public
+from api.schemas import (
+    BatchAccepted,
+    Page,
+    Provenance,
+    RetirementCreate,
+    SubmissionAccepted,
+    SystemBatchCreate,
+    SystemCreate,
+    SystemDetail,
+    SystemPublic,
+)
 from registry import queries
 from registry.db import SystemRow
 from registry.messages import record_message, retire_message
@@ -43,6 +53,15 @@ async def submit_system(body: SystemCreate, services: ServicesDep) -> Submission
     """Relay an information-system version signed by its department (EIP-712 ``System``); errors as for catalogs."""
     msg = record_message(body.record, body.action, body.version, body.nonce, body.deadline)
     return await relay_record(services, msg, body.signature, body.record.code, body.version, "systems")
+
+@router.post("/batch", status_code=status.HTTP_202_ACCEPTED, response_model=BatchAccepted,
+             responses={207: {"model": BatchAccepted, "description": "some submissions were refused"}})
+async def submit_system_batch(body: SystemBatchCreate, services: ServicesDep, response: Response) -> BatchAccepted:
+    """Relay up to 100 system versions, each signed by its department as for ``POST /systems``, in one request
+    (an integration job's bulk upload). 202 when every one was accepted; 207 Multi-Status with each refusal's
+    problem at its index otherwise (the others are relayed all the same). A body that is not valid — any
+    submission malformed, none, or more than 100 — gets 422 and relays nothing."""
+    return await relay_batch(services, body.submissions, "systems", response)
 
 @router.post("/{code:path}/retirement", status_code=status.HTTP_202_ACCEPTED, response_model=SubmissionAccepted)
 async def retire_system(code: str, body: RetirementCreate, services: ServicesDep) -> SubmissionAccepted:

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from api.problems import ApiProblem
 from api.relay import QueuedSubmission, Relay
+from api.schemas import MAX_BATCH_SUBMISSIONS
 from chain import eip712
 from chain.batcher import Batcher
 from chain.directory import to_struct
@@ -234,6 +235,66 @@ def test_update_creates_a_new_version_and_keeps_the_old(
     sig = _sign(client, keys.account(dept), record_message(changed, "update", 2, nonce, deadline))
     reply = client.post("/catalogs", json={**body, "nonce": nonce, "signature": "0x" + sig.hex()})
     assert reply.status_code == 409 and reply.json()["error"]["name"] == "RecordVersionMismatch"
+
+
+# ---------------------------------------------------------------------------------------------- batches
+
+
+def test_a_batch_answers_each_submission_and_a_refused_one_writes_nothing(
+    loaded: tuple[Service, TestClient, LoadSummary], seed: Directory
+) -> None:
+    service, client, _ = loaded
+    keys = _keystore(service.settings.home)
+    first, dept = _new_catalog(seed, "110101", "BATCH1")
+    second, _ = _new_catalog(seed, "110101", "BATCH2")
+    forged, _ = _new_catalog(seed, "110102", "BATCH3")
+    daxing = next(d for d in seed.departments if d.jurisdiction == "110115")
+    good = _catalog_body(client, keys.account(dept), first)
+    total = client.get("/catalogs").json()["total"]
+    submissions = [good, _catalog_body(client, keys.account(daxing.code), forged), good,
+                   _catalog_body(client, keys.account(dept), second)]
+    reply = client.post("/catalogs/batch", json={"submissions": submissions})
+    assert reply.status_code == 207, reply.text
+    answer = reply.json()
+    assert (answer["accepted"], answer["refused"]) == (2, 2)
+    assert [r["index"] for r in answer["results"]] == [0, 1, 2, 3]
+    assert [r["status"] for r in answer["results"]] == [202, 403, 409, 202]
+    refused, duplicate = answer["results"][1]["problem"], answer["results"][2]["problem"]
+    assert refused["error"]["name"] == "DepartmentAccountNotBound" and refused["instance"] == "/catalogs/batch#1"
+    assert duplicate["type"] == "/problems/in-flight"  # the same signed submission twice in one batch
+    for result, record in ((answer["results"][0], first), (answer["results"][3], second)):
+        accepted = result["accepted"]
+        assert TX_HASH.match(accepted["tx_hash"]) and accepted["code"] == record.code
+        assert accepted["signer"] == keys.address(dept) and accepted["record_url"] == f"/catalogs/{record.code}"
+        wait_indexed(client, accepted["tx_hash"])
+    assert client.get("/catalogs").json()["total"] == total + 2
+    assert client.get(f"/catalogs/{forged.code}").status_code == 404
+    # every one accepted: 202
+    third, _ = _new_catalog(seed, "110101", "BATCH4")
+    reply = client.post("/catalogs/batch", json={"submissions": [_catalog_body(client, keys.account(dept), third)]})
+    assert reply.status_code == 202 and reply.json()["accepted"] == 1, reply.text
+    wait_indexed(client, reply.json()["results"][0]["accepted"]["tx_hash"])
+
+
+def test_a_batch_that_is_not_valid_relays_nothing(
+    loaded: tuple[Service, TestClient, LoadSummary], seed: Directory
+) -> None:
+    service, client, _ = loaded
+    keys = _keystore(service.settings.home)
+    record, dept = _new_catalog(seed, "110102", "BATCHBAD")
+    good = _catalog_body(client, keys.account(dept), record)
+    bad = _catalog_body(client, keys.account(dept), _new_catalog(seed, "110102", "BATCHBAD2")[0])
+    del bad["record"]["name"]
+    head, total = _head(service), client.get("/catalogs").json()["total"]
+    reply = client.post("/catalogs/batch", json={"submissions": [good, bad]})
+    assert reply.status_code == 422 and reply.json()["type"] == "/problems/invalid-body"
+    assert "submissions.1.record.name" in [e["field"] for e in reply.json()["errors"]], reply.json()
+    for submissions in ([], [good] * (MAX_BATCH_SUBMISSIONS + 1)):
+        reply = client.post("/catalogs/batch", json={"submissions": submissions})
+        assert reply.status_code == 422 and reply.json()["errors"][0]["field"] == "submissions", reply.json()
+    reply = client.post("/systems/batch", json={"submissions": [good]})  # a catalog is not a system
+    assert reply.status_code == 422
+    _assert_nothing_written(service, client, head, total)
 
 
 # ---------------------------------------------------------------------------------------------- rejections

@@ -23,6 +23,7 @@ def test_bench_small_scale_measures_every_section(tmp_path: Path, chains: list[s
     report, figures = tmp_path / "BENCHMARKS.md", tmp_path / "figures.json"
     anvils = {"anvil", "anvil_district"} if chains else {"anvil"}
     geneses = set() if chains else {"anvil_genesis"}  # the idle genesis nodes are reported too
+    indexers = {"indexer", "indexer_district"} if chains else {"indexer"}  # each chain's, a process of its own
     proc = subprocess.run(
         [sys.executable, str(PROJECT_ROOT / "scripts" / "bench.py"), "--scale", "small", "--reference-records", "200",
          "--audit-requests", "80", *chains, "--write", str(report), "--json", str(figures)],
@@ -33,8 +34,8 @@ def test_bench_small_scale_measures_every_section(tmp_path: Path, chains: list[s
     load = f["load"]
     assert load["failed"] == {} and load["city_holds"] == load["expected"] and load["submissions"] > 100
     assert load["records_per_s"] > 0 and load["until_city_holds_everything_s"] > 0
-    assert set(load["cpu_s"]) == {"service", *anvils, *geneses, "loader"}
-    assert all(load["cpu_s"][name] > 0 for name in ("service", *anvils, "loader"))
+    assert set(load["cpu_s"]) == {"service", *anvils, *geneses, *indexers, "loader"}
+    assert all(load["cpu_s"][name] > 0 for name in ("service", *anvils, *indexers, "loader"))
     assert load["cpu_busy"] > 0
     assert load["index_ranges"] >= 1  # block ranges the service's indexers committed during the load
     steps = load["steps_s"]
@@ -57,15 +58,18 @@ def test_bench_small_scale_measures_every_section(tmp_path: Path, chains: list[s
     # the service did the work of the records it registered; anvil mined them
     assert f["references"]["ours_cpu_ms_per_record"]["service"] > 0
     assert f["references"]["ours_cpu_ms_per_record"]["anvils"] > 0
+    assert f["references"]["ours_cpu_ms_per_record"]["indexers"] > 0
     assert f["references"]["raw_cpu_ms_per_record"]["anvils"] > 0
     assert f["references"]["cpu_ms_per_record_at_half_raw"] > 0
-    assert f["memory"]["service_mib"] > 0 and all(f["memory"][f"{name}_mib"] > 0 for name in anvils | geneses)
+    assert f["memory"]["service_mib"] > 0
+    assert all(f["memory"][f"{name}_mib"] > 0 for name in anvils | geneses | indexers)
     held = f["memory"]["held_after_load"]
     assert set(held) == {"relay_reservations", "relay_answered_503", "journal_mib"} and held["journal_mib"] > 0
     assert ("none (blocks mined on a genesis node)" in f["machine"]["state_roots"]) == (not chains)
     text = report.read_text(encoding="utf-8")
     assert "## Targets" in text and text.count("| ") > 10 and "python scripts/bench.py --scale small" in text
     assert text.count("| peak RSS of anvil") == len(anvils | geneses)
+    assert text.count("| peak RSS of indexer") == len(indexers)
 
 
 def test_anvil_block_cost_script_measures_each_setting(tmp_path: Path) -> None:
