@@ -89,7 +89,8 @@ class SubmissionAccepted(BaseModel):
     record_url: str | None = None
 
 
-#: Most submissions one ``POST /catalogs/batch`` or ``POST /systems/batch`` carries (each relayed on its own).
+#: Most submissions one batch route (``POST /catalogs/batch``, ``/systems/batch``, ``/sharing-requests/batch``)
+#: carries (each relayed on its own).
 MAX_BATCH_SUBMISSIONS = 100
 
 
@@ -105,24 +106,24 @@ class SystemBatchCreate(_Body):
     submissions: Annotated[list[SystemCreate], Field(min_length=1, max_length=MAX_BATCH_SUBMISSIONS)]
 
 
-class SubmissionResult(BaseModel):
+class SubmissionResult(BaseModel, Generic[T]):
     """What became of one submission of a batch, at its ``index`` (0-based, the request's order): ``status`` 202 and
-    ``accepted`` (as ``POST /catalogs`` answers it), or the refusal's status and ``problem`` (RFC 9457, as the
-    single route would have answered it)."""
+    ``accepted`` (as the single route answers it), or the refusal's status and ``problem`` (RFC 9457, as the single
+    route would have answered it)."""
 
     index: int
     status: int
-    accepted: SubmissionAccepted | None = None
+    accepted: T | None = None
     problem: dict[str, Any] | None = None
 
 
-class BatchAccepted(BaseModel):
+class BatchAccepted(BaseModel, Generic[T]):
     """Answer to a batch: 202 when every submission was accepted, 207 when some were refused; ``results`` in the
     request's order."""
 
     accepted: int
     refused: int
-    results: list[SubmissionResult]
+    results: list[SubmissionResult[T]]
 
 
 class SubmissionStatus(BaseModel):
@@ -342,6 +343,12 @@ class SharingRequestCreate(Envelope):
     basis: Annotated[str, Field(min_length=1, max_length=2000, description="legal basis (依据)")]
     start: UnixSeconds
     end: UnixSeconds
+
+
+class SharingBatchCreate(_Body):
+    """Several sharing requests in one request, each signed by its requester as for ``POST /sharing-requests``."""
+
+    submissions: Annotated[list[SharingRequestCreate], Field(min_length=1, max_length=MAX_BATCH_SUBMISSIONS)]
 
 
 class SharingDecisionCreate(Envelope):

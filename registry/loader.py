@@ -80,7 +80,7 @@ LIST_PAGE = 500
 UNCHANGED: Literal["unchanged"] = "unchanged"
 #: Transactions asked about per ``POST /submissions/status`` (the API's most).
 STATUS_BATCH = 200
-#: Most submissions per ``POST /catalogs/batch`` or ``/systems/batch`` (the API's most).
+#: Most submissions per ``POST /catalogs/batch``, ``/systems/batch`` or ``/sharing-requests/batch`` (the API's most).
 BATCH_SUBMISSIONS = 100
 #: Most bytes of submissions per batch request: under the service's default body limit (256 KiB).
 BATCH_BYTES = 192 * 1024
@@ -625,7 +625,7 @@ class DirectoryLoader:
                 continue
             jobs.append(partial(self._request_job, seed, requester, catalog, indexed_catalogs.get(catalog.code),
                                 requests, resolved))
-        acted = self._post_all("sharing requests", jobs, phase)
+        acted = self._post_all("sharing requests", jobs, phase, batch_path="/sharing-requests/batch")
         requests = self._listing("/sharing-requests", key="id") if resolved else {}
         acted |= self._post_all("sharing decisions", [partial(self._decision_job, seed, requests.get(rid))
                                                       for seed, _, rid in resolved], phase)

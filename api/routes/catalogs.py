@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Response, status
 
 from api.deps import ServicesDep, SessionDep
 from api.problems import ApiProblem
+from api.routes.batches import multi_status
 from api.routes.records import parse_record, provenance_public, relay_batch, relay_record, versions_public
 from api.schemas import (
     BatchAccepted,
@@ -61,9 +62,10 @@ async def submit_catalog(body: CatalogCreate, services: ServicesDep) -> Submissi
     msg = record_message(body.record, body.action, body.version, body.nonce, body.deadline)
     return await relay_record(services, msg, body.signature, body.record.code, body.version, "catalogs")
 
-@router.post("/batch", status_code=status.HTTP_202_ACCEPTED, response_model=BatchAccepted,
-             responses={207: {"model": BatchAccepted, "description": "some submissions were refused"}})
-async def submit_catalog_batch(body: CatalogBatchCreate, services: ServicesDep, response: Response) -> BatchAccepted:
+@router.post("/batch", status_code=status.HTTP_202_ACCEPTED, response_model=BatchAccepted[SubmissionAccepted],
+             responses=multi_status(BatchAccepted[SubmissionAccepted]))
+async def submit_catalog_batch(body: CatalogBatchCreate, services: ServicesDep, response: Response
+                               ) -> BatchAccepted[SubmissionAccepted]:
     """Relay up to 100 catalog versions, each signed by its department as for ``POST /catalogs``, in one request
     (an integration job's bulk upload). 202 when every one was accepted; 207 Multi-Status with each refusal's
     problem at its index otherwise (the others are relayed all the same). A body that is not valid — any

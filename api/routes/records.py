@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from fastapi import Response, status
+from fastapi import Response
 from sqlalchemy.orm import Session
 
 from api.deps import Services
-from api.problems import ApiProblem, problem_of
+from api.problems import ApiProblem
+from api.routes.batches import answer_batch
 from api.schemas import (
     BatchAccepted,
     CatalogCreate,
     Provenance,
     SubmissionAccepted,
-    SubmissionResult,
     SystemCreate,
     VersionProvenancePublic,
     VersionPublic,
@@ -73,31 +72,15 @@ async def relay_record(
 async def relay_batch(
     services: Services, submissions: Sequence[CatalogCreate] | Sequence[SystemCreate], collection: str,
     response: Response,
-) -> BatchAccepted:
-    """Relay each signed record version of a batch as :func:`relay_record` does, handed to the directories'
-    batchers in the request's order, and answer every one: 202 when all were accepted, else 207 Multi-Status with
-    each refusal's problem (what the single route would have answered: 400, 403, 409, 422, or 503 — a
-    ``submission-pending`` one stays queued and carries its ``status_url``) at its index. Each record stands alone:
-    one refused changes nothing for the others. Re-raises an error no problem maps (a defect)."""
+) -> BatchAccepted[SubmissionAccepted]:
+    """Relay each signed record version of a batch as :func:`relay_record` does and answer each
+    (:func:`api.routes.batches.answer_batch`)."""
 
     async def one(body: CatalogCreate | SystemCreate) -> SubmissionAccepted:
         msg = record_message(body.record, body.action, body.version, body.nonce, body.deadline)
         return await relay_record(services, msg, body.signature, body.record.code, body.version, collection)
 
-    outcomes = await asyncio.gather(*(one(body) for body in submissions), return_exceptions=True)
-    results: list[SubmissionResult] = []
-    for index, outcome in enumerate(outcomes):
-        if isinstance(outcome, SubmissionAccepted):
-            results.append(SubmissionResult(index=index, status=status.HTTP_202_ACCEPTED, accepted=outcome))
-            continue
-        problem = problem_of(outcome)
-        if problem is None:
-            raise outcome
-        results.append(SubmissionResult(index=index, status=problem.status,
-                                        problem=problem.body(f"/{collection}/batch#{index}")))
-    refused = sum(1 for r in results if r.accepted is None)
-    response.status_code = status.HTTP_207_MULTI_STATUS if refused else status.HTTP_202_ACCEPTED
-    return BatchAccepted(accepted=len(results) - refused, refused=refused, results=results)
+    return await answer_batch([one(body) for body in submissions], f"/{collection}/batch", response)
 
 
 def provenance_public(session: Session, kind: str, code: str) -> Provenance:

@@ -11,18 +11,21 @@ import time
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Path, Query, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import Services, ServicesDep, SessionDep
 from api.problems import ApiProblem
+from api.routes.batches import answer_batch, multi_status
 from api.schemas import (
     AccessHolderPublic,
+    BatchAccepted,
     CatalogAccess,
     GrantHeldPublic,
     KpisPublic,
     Page,
     SharingAccepted,
+    SharingBatchCreate,
     SharingDecisionCreate,
     SharingRequestCreate,
     SharingRequestDetail,
@@ -185,6 +188,24 @@ async def request_sharing(body: SharingRequestCreate, services: ServicesDep) -> 
     (``SharingPeriodInvalid``), expired deadline; 409 stale version or replayed nonce; 403 signer not
     a key of ``requester``; 400 malformed signature.
     """
+    return await _relay_request(services, body)
+
+
+@router.post("/sharing-requests/batch", status_code=status.HTTP_202_ACCEPTED,
+             response_model=BatchAccepted[SharingAccepted],
+             responses=multi_status(BatchAccepted[SharingAccepted]))
+async def request_sharing_batch(body: SharingBatchCreate, services: ServicesDep, response: Response
+                                ) -> BatchAccepted[SharingAccepted]:
+    """Relay up to 100 sharing requests, each signed by its requester as for ``POST /sharing-requests``, in one
+    request. 202 when every one was accepted; 207 Multi-Status with each refusal's problem at its index otherwise
+    (the others are relayed all the same). A body that is not valid — any request malformed, none, or more than
+    100 — gets 422 and relays nothing."""
+    return await answer_batch([_relay_request(services, item) for item in body.submissions],
+                              "/sharing-requests/batch", response)
+
+
+async def _relay_request(services: Services, body: SharingRequestCreate) -> SharingAccepted:
+    """Resolve a sharing request's item names to its mask and relay it; its 202 answer or the ApiProblem."""
     mask = await run_in_threadpool(_items_mask, services, body)
     msg = sharing_request_message(body.catalog, body.version, body.requester, mask, body.purpose, body.basis,
                                   body.start, body.end, body.nonce, body.deadline)

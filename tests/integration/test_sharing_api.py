@@ -322,6 +322,35 @@ def test_refused_requests_write_nothing(world: World) -> None:
         refused(w, w.client.post("/sharing-requests/0x1234/decision", json={}), 422)
 
 
+def test_a_batch_of_requests_answers_each_and_a_refused_one_writes_nothing(world: World) -> None:
+    w, s = world, world.sharing
+    requester, catalog = w.dept(YUETAN), w.catalog(ADDRESSES)  # unconditional: granted at once
+    item = catalog.data_items[0].name
+    now = w.now()
+    good = s.request_body(requester, catalog.code, [item], now, now + LONG)
+    unknown_item = s.request_body(requester, catalog.code, ["颜色"], now, now + LONG, mask=1)
+    total = w.client.get("/sharing-requests", params={"limit": 1}).json()["total"]
+    reply = w.client.post("/sharing-requests/batch", json={"submissions": [good, unknown_item]})
+    assert reply.status_code == 207, reply.text
+    answer = reply.json()
+    assert (answer["accepted"], answer["refused"]) == (1, 1)
+    first, second = answer["results"]
+    assert first["status"] == 202 and first["problem"] is None
+    assert second["status"] == 422 and second["accepted"] is None
+    assert second["problem"]["type"] == "/problems/unknown-items" and "颜色" in second["problem"]["detail"]
+    assert second["problem"]["instance"] == "/sharing-requests/batch#1"
+    wait_indexed(w.client, first["accepted"]["tx_hash"])
+    detail = w.detail(first["accepted"]["request_id"])
+    assert detail["status"] == "granted" and detail["items"] == [item] and detail["requester"] == requester
+    assert w.client.get("/sharing-requests", params={"limit": 1}).json()["total"] == total + 1
+    # a batch with a malformed request relays none of them
+    with Unchanged(w):
+        again = s.request_body(requester, catalog.code, [item], now, now + LONG)
+        reply = w.client.post("/sharing-requests/batch", json={"submissions": [again, {**again, "colour": "red"}]})
+        refused(w, reply, 422)
+        assert "submissions.1.colour" in [e["field"] for e in reply.json()["errors"]]
+
+
 def test_replayed_request_stale_version_and_changed_catalog(world: World) -> None:
     w, s = world, world.sharing
     requester = w.dept(YUETAN)
