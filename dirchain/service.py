@@ -1,7 +1,8 @@
 """Wiring of the running service: chains (embedded anvil or configured RPC endpoints, one for the city and
 optionally one for the districts and streets), the DirectoryFactory on each, the jurisdictions' directories
-(:mod:`registry.directories`), one indexer per chain, the tier sync (:mod:`registry.tiers`), the expiry job
-(:mod:`registry.expiry`), the API. ``dirchain up`` runs :class:`Service` in the foreground."""
+(:mod:`registry.directories`), one indexer per chain (each a process of its own,
+:mod:`registry.indexer_process`), the tier sync (:mod:`registry.tiers`), the expiry job (:mod:`registry.expiry`),
+the API. ``dirchain up`` runs :class:`Service` in the foreground."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Running the real service (chain client, index, indexer thread, batcher, API) inside a test."""
+"""Running the real service (chain client, index, indexer process, batchers, API) inside a test."""
 
 from __future__ import annotations
 
