@@ -121,16 +121,17 @@ def revert_problem(exc: ContractRevert | UnknownRevert) -> ApiProblem:
     return ApiProblem(status, slug, title, f"{title}: {exc}", error={"name": exc.name, "args": args})
 
 
-def problem_of(exc: BaseException) -> ApiProblem | None:
-    """The problem a submission failing with ``exc`` is answered with, as the handlers of :func:`install` answer it
-    (an :class:`ApiProblem` as it is, a :class:`SignatureError` 400, a :class:`ChainError` 503); None for anything
-    else (a defect: the caller re-raises it)."""
+def problem_of(exc: BaseException, where: str = "") -> ApiProblem | None:
+    """The problem a request failing with ``exc`` is answered with — an :class:`ApiProblem` as it is, a
+    :class:`SignatureError` 400, a :class:`ChainError` 503 (logged, with ``where`` it happened) — both by the
+    handlers of :func:`install` and for each submission of a batch; None for anything else (a defect: the caller
+    re-raises it)."""
     if isinstance(exc, ApiProblem):
         return exc
     if isinstance(exc, SignatureError):
         return ApiProblem(400, "invalid-signature", "The signature is not acceptable", exc.reason)
     if isinstance(exc, ChainError):
-        log.error("chain error on a submission: %s", exc)
+        log.error("chain error on %s: %s", where or "a request", exc)
         return chain_problem(exc)
     return None
 
@@ -159,15 +160,12 @@ def install(app: FastAPI) -> None:
         return problem_response(exc.status_code, slug, str(exc.detail), str(exc.detail), request.url.path)
 
     @app.exception_handler(SignatureError)
-    async def _signature(request: Request, exc: SignatureError) -> JSONResponse:
-        return problem_response(400, "invalid-signature", "The signature is not acceptable", exc.reason,
-                                request.url.path)
-
     @app.exception_handler(ChainError)
-    async def _chain(request: Request, exc: ChainError) -> JSONResponse:
-        log.error("chain error on %s: %s", request.url.path, exc)
-        problem = chain_problem(exc)
-        return problem_response(problem.status, problem.slug, problem.title, problem.detail, request.url.path)
+    async def _mapped(request: Request, exc: Exception) -> JSONResponse:
+        problem = problem_of(exc, request.url.path)
+        assert problem is not None  # registered for the errors problem_of maps
+        return problem_response(problem.status, problem.slug, problem.title, problem.detail, request.url.path,
+                                **problem.extra)
 
 
 class BodyLimit:

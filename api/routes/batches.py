@@ -33,7 +33,7 @@ async def answer_batch(submissions: Sequence[Awaitable[T]], path: str, response:
         if not isinstance(outcome, BaseException):
             results.append(SubmissionResult[T](index=index, status=status.HTTP_202_ACCEPTED, accepted=outcome))
             continue
-        problem = problem_of(outcome)
+        problem = problem_of(outcome, f"{path}#{index}")
         if problem is None:
             raise outcome
         results.append(SubmissionResult[T](index=index, status=problem.status, problem=problem.body(f"{path}#{index}")))
