@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -23,6 +25,7 @@ class _Node:
     def __init__(self, behaviour: Behaviour) -> None:
         self.behaviour = behaviour
         self.bodies: list[bytes] = []
+        self.peers: set[tuple[str, int]] = set()  # client ends of the connections the requests came on
 
 
 @pytest.fixture
@@ -35,6 +38,7 @@ def node() -> Iterator[tuple[str, _Node]]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             state.bodies.append(body)
+            state.peers.add(self.client_address)
             answer = state.behaviour(body)
             if answer is None:
                 self.close_connection = True
@@ -97,7 +101,7 @@ def test_call_batch_and_json_rpc_errors(node: tuple[str, _Node]) -> None:
     (lambda body: (500, b"internal"), "HTTP 500"),
     (lambda body: (200, b"<html>not json</html>"), "expected JSON"),
     (lambda body: (200, b"[1, 2]"), "expected a JSON object"),
-    (lambda body: None, "RemoteDisconnected"),
+    (lambda body: None, "Empty reply from server"),
 ])
 def test_a_node_not_answering_json_rpc_is_unavailable_after_one_attempt(
     node: tuple[str, _Node], behaviour: Behaviour, reason: str
@@ -115,4 +119,32 @@ def test_a_refused_connection_is_unavailable() -> None:
     url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(RpcUnavailable) as caught:
         Rpc(url, timeout_s=5).call("eth_chainId", [])
-    assert caught.value.url == url and "Error" in caught.value.reason
+    assert caught.value.url == url and "connect" in caught.value.reason.lower(), caught.value.reason
+
+
+def test_a_node_silent_past_the_timeout_is_unavailable(node: tuple[str, _Node]) -> None:
+    url, state = node
+
+    def silent(body: bytes) -> tuple[int, bytes]:
+        time.sleep(3)
+        return _echo_result(body)
+
+    state.behaviour = silent
+    with pytest.raises(RpcUnavailable) as caught:
+        Rpc(url, timeout_s=1).call("eth_blockNumber", [])
+    assert "curl error 28" in caught.value.reason, caught.value.reason  # CURLE_OPERATION_TIMEDOUT
+    assert len(state.bodies) == 1
+
+
+def test_connections_are_kept_alive_and_shared_between_threads(node: tuple[str, _Node]) -> None:
+    url, state = node
+    state.behaviour = _echo_result
+    rpc = Rpc(url)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda i: rpc.call("eth_echo", [i]), range(200)))
+    assert answers == [[i] for i in range(200)]
+    assert len(state.bodies) == 200
+    assert 1 <= len(state.peers) <= 8  # at most one connection per thread at a time, each reused
+    rpc.close()
+    with pytest.raises(ValueError, match="timeout_s"):
+        Rpc(url, timeout_s=0)
