@@ -12,9 +12,11 @@ import re
 import threading
 from typing import Any
 
-from eth_account import Account
-from eth_account.messages import SignableMessage, encode_typed_data
+import coincurve
+from eth_account._utils.encode_typed_data.encoding_and_hashing import hash_eip712_message
+from eth_account.messages import SignableMessage, _hash_eip191_message, encode_typed_data
 from eth_account.signers.local import LocalAccount
+from eth_utils import keccak, to_checksum_address
 
 from chain.errors import SignatureError
 
@@ -91,10 +93,10 @@ def signable(data: dict[str, Any]) -> SignableMessage:
     ``data`` (the ``eth_signTypedData_v4`` shape), through eth-account's ``encode_typed_data``.
 
     The domain separator is hashed once per domain and remembered: after the first message of a directory only the
-    message is hashed (``encode_typed_data`` with an empty domain, whose body is the same and whose header is
-    replaced). A directory's every submission shares its domain, and hashing it was a third of ``encode_typed_data``
-    (131 → 87 µs a message). Typed data whose ``primaryType`` is not the one type besides ``EIP712Domain`` goes the
-    full way, with eth-account's checks."""
+    message is hashed (eth-account's ``hash_eip712_message``, what ``encode_typed_data`` hashes the body with). A
+    directory's every submission shares its domain, and hashing it, even an empty one, was 20 of the 102 µs a
+    message took. Typed data whose ``primaryType`` is not the one type besides ``EIP712Domain`` goes the full way,
+    with eth-account's checks."""
     types = data.get("types", {})
     message_types = {name: fields for name, fields in types.items() if name != "EIP712Domain"}
     domain_fields = types.get("EIP712Domain")
@@ -112,8 +114,7 @@ def signable(data: dict[str, Any]) -> SignableMessage:
                 _SEPARATORS.clear()
             _SEPARATORS[key] = bytes(full.header)
         return full
-    part = encode_typed_data(domain_data={}, message_types=message_types, message_data=data["message"])
-    return SignableMessage(part.version, header, part.body)
+    return SignableMessage(b"\x01", header, hash_eip712_message(message_types, data["message"]))
 
 
 def sign(account: LocalAccount, data: dict[str, Any]) -> bytes:
@@ -139,10 +140,17 @@ def check_signature_form(signature: bytes) -> None:
 def recover(data: dict[str, Any], signature: bytes) -> str:
     """Checksummed address that signed ``data``; checks the signature's form first.
 
+    The public key is recovered by coincurve (libsecp256k1), the backend eth-keys itself uses, from the EIP-191
+    hash of :func:`signable`; eth-account's ``recover_message`` goes the same way through eth-keys' key and
+    signature objects, at 95 against 40 µs a signature (measured 2026-12-06), in the API's request path.
+
     Raises :class:`SignatureError` for a malformed or unrecoverable signature.
     """
     check_signature_form(signature)
+    digest = _hash_eip191_message(signable(data))
     try:
-        return str(Account.recover_message(signable(data), signature=signature))
-    except Exception as exc:  # eth-keys raises several types for unrecoverable input
+        public = coincurve.PublicKey.from_signature_and_message(
+            signature[:64] + bytes([signature[64] - 27]), digest, hasher=None)
+    except Exception as exc:  # coincurve raises ValueError (or its own errors) for unrecoverable input
         raise SignatureError(f"signature: does not recover a signer ({exc})") from exc
+    return to_checksum_address(keccak(public.format(compressed=False)[1:])[-20:])
