@@ -89,7 +89,8 @@ class SubmissionAccepted(BaseModel):
     record_url: str | None = None
 
 
-#: Most submissions one batch route (``POST /catalogs/batch``, ``/systems/batch``, ``/sharing-requests/batch``)
+#: Most submissions one batch route (``POST /catalogs/batch``, ``/systems/batch``, ``/sharing-requests/batch``,
+#: ``/sharing-requests/decisions/batch``, ``/grants/revocations/batch``)
 #: carries (each relayed on its own).
 MAX_BATCH_SUBMISSIONS = 100
 
@@ -362,6 +363,35 @@ class SharingRevocationCreate(Envelope):
     """The owning department's revocation of a grant (EIP-712 ``SharingRevocation``)."""
 
     reason: Reason = ""
+
+
+#: A sharing request's id: keccak256(abi.encode(signer, nonce)), 0x-hex 32 bytes.
+REQUEST_ID_PATTERN = r"^0x[0-9a-fA-F]{64}$"
+
+
+class SharingDecisionItem(SharingDecisionCreate):
+    """One decision of a batch: the request it decides, and what ``POST /sharing-requests/{request_id}/decision``
+    takes."""
+
+    request_id: Annotated[str, Field(pattern=REQUEST_ID_PATTERN, description="request id, 0x-hex 32 bytes")]
+
+
+class SharingDecisionBatchCreate(_Body):
+    """Several decisions in one request, each signed by its owner as for ``POST /sharing-requests/{id}/decision``."""
+
+    submissions: Annotated[list[SharingDecisionItem], Field(min_length=1, max_length=MAX_BATCH_SUBMISSIONS)]
+
+
+class SharingRevocationItem(SharingRevocationCreate):
+    """One revocation of a batch: the grant it revokes, and what ``POST /grants/{request_id}/revocation`` takes."""
+
+    request_id: Annotated[str, Field(pattern=REQUEST_ID_PATTERN, description="request id, 0x-hex 32 bytes")]
+
+
+class SharingRevocationBatchCreate(_Body):
+    """Several revocations in one request, each signed by its owner as for ``POST /grants/{id}/revocation``."""
+
+    submissions: Annotated[list[SharingRevocationItem], Field(min_length=1, max_length=MAX_BATCH_SUBMISSIONS)]
 
 
 class SharingAccepted(BaseModel):

@@ -80,7 +80,8 @@ LIST_PAGE = 500
 UNCHANGED: Literal["unchanged"] = "unchanged"
 #: Transactions asked about per ``POST /submissions/status`` (the API's most).
 STATUS_BATCH = 200
-#: Most submissions per ``POST /catalogs/batch``, ``/systems/batch`` or ``/sharing-requests/batch`` (the API's most).
+#: Most submissions per ``POST /catalogs/batch``, ``/systems/batch``, ``/sharing-requests/batch``,
+#: ``/sharing-requests/decisions/batch`` or ``/grants/revocations/batch`` (the API's most).
 BATCH_SUBMISSIONS = 100
 #: Most bytes of submissions per batch request: under the service's default body limit (256 KiB).
 BATCH_BYTES = 192 * 1024
@@ -628,10 +629,12 @@ class DirectoryLoader:
         acted = self._post_all("sharing requests", jobs, phase, batch_path="/sharing-requests/batch")
         requests = self._listing("/sharing-requests", key="id") if resolved else {}
         acted |= self._post_all("sharing decisions", [partial(self._decision_job, seed, requests.get(rid))
-                                                      for seed, _, rid in resolved], phase)
+                                                      for seed, _, rid in resolved], phase,
+                                batch_path="/sharing-requests/decisions/batch")
         requests = self._listing("/sharing-requests", key="id") if resolved else {}
         acted |= self._post_all("sharing revocations", [partial(self._revocation_job, seed, requests.get(rid))
-                                                        for seed, _, rid in resolved], phase)
+                                                        for seed, _, rid in resolved], phase,
+                                batch_path="/grants/revocations/batch")
         phase.unchanged += sum(1 for _, _, rid in resolved if rid not in acted)
 
         started = time.monotonic()
@@ -682,25 +685,27 @@ class DirectoryLoader:
         return rid, "/sharing-requests", body, "added"
 
     def _decision_job(self, seed: SharingSeed, state: dict[str, Any] | None) -> Prepared:
-        """The owner's decision of the request indexed as ``state`` if ``seed`` has one and it still awaits it."""
+        """The owner's decision of the request indexed as ``state`` if ``seed`` has one and it still awaits it (a
+        submission of ``POST /sharing-requests/decisions/batch``: it names its ``request_id``)."""
         if seed.decision is None or state is None or state["status"] != "requested":
             return SKIPPED
         rid = str(state["id"])
         nonce, deadline = seed_nonce("decision", rid), int(time.time()) + self.deadline_s
         msg = sharing_decision_message(bytes.fromhex(rid[2:]), seed.decision.approve, seed.decision.reason, nonce,
                                        deadline)
-        body = {"approve": seed.decision.approve, "reason": seed.decision.reason,
+        body = {"request_id": rid, "approve": seed.decision.approve, "reason": seed.decision.reason,
                 **self._sign(self.keystore.account(state["owner"]), msg, **self._request_where(rid))}
         return rid, f"/sharing-requests/{rid}/decision", body, "updated"
 
     def _revocation_job(self, seed: SharingSeed, state: dict[str, Any] | None) -> Prepared:
-        """The owner's revocation of the grant indexed as ``state`` if ``seed`` has one and it is still in force."""
+        """The owner's revocation of the grant indexed as ``state`` if ``seed`` has one and it is still in force (a
+        submission of ``POST /grants/revocations/batch``: it names its ``request_id``)."""
         if seed.revocation is None or state is None or state["status"] != "granted":
             return SKIPPED
         rid = str(state["id"])
         nonce, deadline = seed_nonce("revocation", rid), int(time.time()) + self.deadline_s
         msg = sharing_revocation_message(bytes.fromhex(rid[2:]), seed.revocation.reason, nonce, deadline)
-        body = {"reason": seed.revocation.reason,
+        body = {"request_id": rid, "reason": seed.revocation.reason,
                 **self._sign(self.keystore.account(state["owner"]), msg, **self._request_where(rid))}
         return rid, f"/grants/{rid}/revocation", body, "updated"
 

@@ -18,6 +18,7 @@ from api.deps import Services, ServicesDep, SessionDep
 from api.problems import ApiProblem
 from api.routes.batches import answer_batch, multi_status
 from api.schemas import (
+    REQUEST_ID_PATTERN,
     AccessHolderPublic,
     BatchAccepted,
     CatalogAccess,
@@ -26,10 +27,12 @@ from api.schemas import (
     Page,
     SharingAccepted,
     SharingBatchCreate,
+    SharingDecisionBatchCreate,
     SharingDecisionCreate,
     SharingRequestCreate,
     SharingRequestDetail,
     SharingRequestPublic,
+    SharingRevocationBatchCreate,
     SharingRevocationCreate,
     SharingTransitionPublic,
 )
@@ -49,7 +52,7 @@ from registry.models import CatalogRecord
 
 router = APIRouter(tags=["sharing"])
 
-RequestId = Annotated[str, Path(pattern=r"^0x[0-9a-fA-F]{64}$", description="request id, 0x-hex 32 bytes")]
+RequestId = Annotated[str, Path(pattern=REQUEST_ID_PATTERN, description="request id, 0x-hex 32 bytes")]
 StatusFilter = Annotated[str | None, Query(alias="status", pattern="^(" + "|".join(sharing.STATUSES) + ")$")]
 GrantStatusFilter = Annotated[
     str | None, Query(alias="status", pattern="^(" + "|".join(sharing.GRANT_STATUSES) + ")$")
@@ -149,17 +152,24 @@ def _items_mask(services: Services, body: SharingRequestCreate) -> int:
                          str(exc)) from exc
 
 
-async def _require_on_chain(services: Services, request_id: str) -> bytes:
-    """The id's bytes; 404 when the chain knows no request with that id."""
-    rid = bytes.fromhex(request_id[2:])
-    try:
-        _home, chain_id, address = await run_in_threadpool(services.directories.locate_request, rid)
-    except RouteError as exc:
-        raise ApiProblem(404, "not-found", "No such sharing request", str(exc)) from exc
+def _sharing_state(services: Services, rid: bytes) -> int:
+    """The chain's status of request ``rid`` (0: no such request) in the directory the index locates it in.
+    Raises :class:`RouteError` when the index locates it nowhere."""
+    _home, chain_id, address = services.directories.locate_request(rid)
     chain = services.directories.chain_by_id(chain_id)
     assert chain is not None
-    state = await run_in_threadpool(DirectoryClient(chain.rpc, address, chain_id).sharing, rid)
-    if state["status"] == 0:
+    return int(DirectoryClient(chain.rpc, address, chain_id).sharing(rid)["status"])
+
+
+async def _require_on_chain(services: Services, request_id: str) -> bytes:
+    """The id's bytes; 404 when the chain knows no request with that id (one hop to the thread pool: locating the
+    request reads the index, its status is an ``eth_call``)."""
+    rid = bytes.fromhex(request_id[2:])
+    try:
+        state = await run_in_threadpool(_sharing_state, services, rid)
+    except RouteError as exc:
+        raise ApiProblem(404, "not-found", "No such sharing request", str(exc)) from exc
+    if state == 0:
         raise ApiProblem(404, "not-found", "No such sharing request", f"no sharing request {request_id} on chain")
     return rid
 
@@ -221,6 +231,24 @@ async def decide_sharing(request_id: RequestId, body: SharingDecisionCreate, ser
     conditional request (EIP-712 ``SharingDecision``). Problems: 404 unknown request; 403 signer not a
     key of the owner (``SharingNotOwner``); 409 not awaiting a decision (``SharingStatusInvalid``, e.g.
     decided twice), period over (``SharingPeriodOver``) or replayed nonce; 400/422 as for requests."""
+    return await _relay_decision(services, request_id, body)
+
+
+@router.post("/sharing-requests/decisions/batch", status_code=status.HTTP_202_ACCEPTED,
+             response_model=BatchAccepted[SharingAccepted],
+             responses=multi_status(BatchAccepted[SharingAccepted]))
+async def decide_sharing_batch(body: SharingDecisionBatchCreate, services: ServicesDep, response: Response
+                               ) -> BatchAccepted[SharingAccepted]:
+    """Relay up to 100 decisions, each naming its ``request_id`` and signed by the owner as for
+    ``POST /sharing-requests/{request_id}/decision``, in one request. 202 when every one was accepted; 207
+    Multi-Status with each refusal's problem at its index otherwise (the others are relayed all the same). A body
+    that is not valid — any decision malformed, none, or more than 100 — gets 422 and relays nothing."""
+    return await answer_batch([_relay_decision(services, item.request_id, item) for item in body.submissions],
+                              "/sharing-requests/decisions/batch", response)
+
+
+async def _relay_decision(services: Services, request_id: str, body: SharingDecisionCreate) -> SharingAccepted:
+    """Relay a decision on request ``request_id``; its 202 answer or the ApiProblem."""
     rid = await _require_on_chain(services, request_id)
     msg = sharing_decision_message(rid, body.approve, body.reason, body.nonce, body.deadline)
     tx_hash, signer = await services.relay.submit(msg, body.signature, request_id.lower())
@@ -233,6 +261,23 @@ async def revoke_grant(request_id: RequestId, body: SharingRevocationCreate, ser
     ``SharingRevocation``). Problems: 404 unknown request; 403 signer not a key of the owner (e.g. the
     requester: ``SharingNotOwner``); 409 not a current grant (``SharingStatusInvalid``: never granted,
     revoked, expired), period over (``SharingPeriodOver``) or replayed nonce."""
+    return await _relay_revocation(services, request_id, body)
+
+
+@router.post("/grants/revocations/batch", status_code=status.HTTP_202_ACCEPTED,
+             response_model=BatchAccepted[SharingAccepted],
+             responses=multi_status(BatchAccepted[SharingAccepted]))
+async def revoke_grant_batch(body: SharingRevocationBatchCreate, services: ServicesDep, response: Response
+                             ) -> BatchAccepted[SharingAccepted]:
+    """Relay up to 100 revocations, each naming its ``request_id`` and signed by the owner as for
+    ``POST /grants/{request_id}/revocation``, in one request; answered as ``POST /sharing-requests/decisions/batch``
+    is."""
+    return await answer_batch([_relay_revocation(services, item.request_id, item) for item in body.submissions],
+                              "/grants/revocations/batch", response)
+
+
+async def _relay_revocation(services: Services, request_id: str, body: SharingRevocationCreate) -> SharingAccepted:
+    """Relay a revocation of grant ``request_id``; its 202 answer or the ApiProblem."""
     rid = await _require_on_chain(services, request_id)
     msg = sharing_revocation_message(rid, body.reason, body.nonce, body.deadline)
     tx_hash, signer = await services.relay.submit(msg, body.signature, request_id.lower())

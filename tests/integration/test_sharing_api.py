@@ -351,6 +351,51 @@ def test_a_batch_of_requests_answers_each_and_a_refused_one_writes_nothing(world
         assert "submissions.1.colour" in [e["field"] for e in reply.json()["errors"]]
 
 
+def test_batches_of_decisions_and_revocations_answer_each_and_a_refused_one_writes_nothing(world: World) -> None:
+    w, s = world, world.sharing
+    requester, catalog = w.dept(DX_CIVIL), w.catalog(POPULATION)  # conditional: awaits the owner's decision
+    owner = catalog.provider_code
+    start = w.now()
+    rids = [s.accepted(s.request(requester, catalog.code, [name], start, start + LONG))["request_id"]
+            for name in ("姓名", "公民身份号码")]
+    unknown = "0x" + "cd" * 32
+    decisions = [{"request_id": rids[0], **s.decision_body(rids[0], True, owner, reason="同意")},
+                 {"request_id": unknown, **s.decision_body(unknown, True, owner)},
+                 {"request_id": rids[1], **s.decision_body(rids[1], True, requester)}]  # not the owner
+    untouched = w.detail(rids[1])
+    reply = w.client.post("/sharing-requests/decisions/batch", json={"submissions": decisions})
+    assert reply.status_code == 207, reply.text
+    answer = reply.json()
+    assert (answer["accepted"], answer["refused"]) == (1, 2)
+    assert [r["status"] for r in answer["results"]] == [202, 404, 403]
+    assert answer["results"][1]["problem"]["instance"] == "/sharing-requests/decisions/batch#1"
+    assert answer["results"][2]["problem"]["error"]["name"] == "SharingNotOwner"
+    wait_indexed(w.client, answer["results"][0]["accepted"]["tx_hash"])
+    assert w.detail(rids[0])["status"] == "granted" and w.detail(rids[1]) == untouched  # the refused wrote nothing
+
+    revocations = [{"request_id": rids[0], **s.revocation_body(rids[0], owner, reason="不再需要")},
+                   {"request_id": rids[1], **s.revocation_body(rids[1], owner)}]  # never granted
+    reply = w.client.post("/grants/revocations/batch", json={"submissions": revocations})
+    assert reply.status_code == 207, reply.text
+    results = reply.json()["results"]
+    assert [r["status"] for r in results] == [202, 409]
+    assert results[1]["problem"]["error"]["name"] == "SharingStatusInvalid"
+    wait_indexed(w.client, results[0]["accepted"]["tx_hash"])
+    assert w.detail(rids[0])["status"] == "revoked" and w.detail(rids[0])["reason"] == "不再需要"
+    assert w.detail(rids[1]) == untouched
+
+    # a batch with a malformed submission (no request id, a bad one) relays none of them
+    with Unchanged(w, rids[1]):
+        good = {"request_id": rids[1], **s.decision_body(rids[1], True, owner)}
+        bad = {**good, "request_id": "0x1234"}
+        missing = {k: v for k, v in good.items() if k != "request_id"}
+        reply = w.client.post("/sharing-requests/decisions/batch", json={"submissions": [good, bad, missing]})
+        refused(w, reply, 422)
+        fields = [e["field"] for e in reply.json()["errors"]]
+        assert "submissions.1.request_id" in fields and "submissions.2.request_id" in fields
+        refused(w, w.client.post("/grants/revocations/batch", json={"submissions": []}), 422)
+
+
 def test_replayed_request_stale_version_and_changed_catalog(world: World) -> None:
     w, s = world, world.sharing
     requester = w.dept(YUETAN)
