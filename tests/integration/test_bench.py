@@ -35,7 +35,11 @@ def test_bench_small_scale_measures_every_section(tmp_path: Path, chains: list[s
     assert load["failed"] == {} and load["city_holds"] == load["expected"] and load["submissions"] > 100
     assert load["records_per_s"] > 0 and load["until_city_holds_everything_s"] > 0
     assert set(load["cpu_s"]) == {"service", *anvils, *geneses, *indexers, "loader"}
-    assert all(load["cpu_s"][name] > 0 for name in ("service", *anvils, *indexers, "loader"))
+    # CPU-seconds to 0.1 s: at this scale one chain's anvil or indexer may do less than 0.05 s of work (the city's,
+    # with two chains, only takes the relays), so only each kind's total must show
+    cpu = load["cpu_s"]
+    assert all(v >= 0 for v in cpu.values()) and cpu["service"] > 0 and cpu["loader"] > 0, cpu
+    assert sum(cpu[name] for name in anvils) > 0 and sum(cpu[name] for name in indexers) > 0, cpu
     assert load["cpu_busy"] > 0
     assert load["index_ranges"] >= 1  # block ranges the service's indexers committed during the load
     steps = load["steps_s"]
