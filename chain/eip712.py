@@ -142,7 +142,10 @@ def recover(data: dict[str, Any], signature: bytes) -> str:
 
     The public key is recovered by coincurve (libsecp256k1), the backend eth-keys itself uses, from the EIP-191
     hash of :func:`signable`; eth-account's ``recover_message`` goes the same way through eth-keys' key and
-    signature objects, at 95 against 40 µs a signature (measured 2026-12-06), in the API's request path.
+    signature objects, at 95 against 40 µs a signature (measured 2026-12-06), in the API's request path. The two
+    hashes are eth-account's own functions (``_hash_eip191_message``, and ``hash_eip712_message`` in
+    :func:`signable`), not its public API: eth-account is pinned (0.14.0) and ``tests/unit/test_eip712.py`` checks
+    the result against ``Account.recover_message``.
 
     Raises :class:`SignatureError` for a malformed or unrecoverable signature.
     """

@@ -156,8 +156,9 @@ class Rpc:
         return results
 
     def close(self) -> None:
-        """Close the idle handles and their connections (a handle in use is closed when it is put back and this
-        :class:`Rpc` is used again, or when it is garbage-collected)."""
+        """Close the idle handles and their connections. A call made meanwhile or afterwards still works: it opens a
+        new connection, and its handle is kept for the next call (closed with the next :meth:`close`, or when the
+        :class:`Rpc` is garbage-collected)."""
         while True:
             try:
                 self._idle.get_nowait().close()

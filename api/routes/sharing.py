@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -249,9 +250,17 @@ async def decide_sharing_batch(body: SharingDecisionBatchCreate, services: Servi
 
 async def _relay_decision(services: Services, request_id: str, body: SharingDecisionCreate) -> SharingAccepted:
     """Relay a decision on request ``request_id``; its 202 answer or the ApiProblem."""
+    return await _relay_transition(services, request_id, body.signature, lambda rid: sharing_decision_message(
+        rid, body.approve, body.reason, body.nonce, body.deadline))
+
+
+async def _relay_transition(services: Services, request_id: str, signature: str,
+                            message: Callable[[bytes], Message]) -> SharingAccepted:
+    """Relay the owner's signed ``message`` (built from the request id's bytes) moving request ``request_id`` on: a
+    decision or a revocation; 404 first when the chain knows no such request."""
     rid = await _require_on_chain(services, request_id)
-    msg = sharing_decision_message(rid, body.approve, body.reason, body.nonce, body.deadline)
-    tx_hash, signer = await services.relay.submit(msg, body.signature, request_id.lower())
+    msg = message(rid)
+    tx_hash, signer = await services.relay.submit(msg, signature, request_id.lower())
     return _accepted(tx_hash, signer, msg, request_id.lower())
 
 
@@ -278,10 +287,8 @@ async def revoke_grant_batch(body: SharingRevocationBatchCreate, services: Servi
 
 async def _relay_revocation(services: Services, request_id: str, body: SharingRevocationCreate) -> SharingAccepted:
     """Relay a revocation of grant ``request_id``; its 202 answer or the ApiProblem."""
-    rid = await _require_on_chain(services, request_id)
-    msg = sharing_revocation_message(rid, body.reason, body.nonce, body.deadline)
-    tx_hash, signer = await services.relay.submit(msg, body.signature, request_id.lower())
-    return _accepted(tx_hash, signer, msg, request_id.lower())
+    return await _relay_transition(services, request_id, body.signature, lambda rid: sharing_revocation_message(
+        rid, body.reason, body.nonce, body.deadline))
 
 
 # ---------------------------------------------------------------------------------------- reads
