@@ -131,12 +131,6 @@ contract Directory is IDirectory, IDirectorySharing, IDirectoryRelay, AccessCont
         emit DirectoryInitialized(homeId, administrator, relayer);
     }
 
-    /// @dev Submissions come from the relayer, or from `relay` re-entering this contract for a child's relayer.
-    modifier onlyRelayer() {
-        if (_relayDirectory == address(0)) _checkRole(RELAYER_ROLE);
-        _;
-    }
-
     // ================================================================ submissions (RELAYER_ROLE)
 
     /// @notice Adds jurisdictions, in order (a parent before its children).
@@ -144,7 +138,12 @@ contract Directory is IDirectory, IDirectorySharing, IDirectoryRelay, AccessCont
     ///      SubmissionExpired, SubmissionNonceUsed, ECDSAInvalidSignature*, DirectoryCodeInvalid,
     ///      JurisdictionAlreadyAdded, JurisdictionUnknown (parent), JurisdictionParentInvalid,
     ///      JurisdictionNotAdministrator. Emits JurisdictionAdded per submission.
-    function addJurisdictions(JurisdictionSubmission[] calldata batch) external onlyRelayer {
+    function addJurisdictions(JurisdictionSubmission[] calldata batch) external onlyRole(RELAYER_ROLE) {
+        _addJurisdictions(batch);
+    }
+
+    /// @dev `addJurisdictions`'s body; `_applyRelayed` runs it for a relayed call.
+    function _addJurisdictions(JurisdictionSubmission[] calldata batch) private {
         _requireNonEmpty(batch.length);
         for (uint256 i; i < batch.length; ++i) {
             JurisdictionSubmission calldata s = batch[i];
@@ -170,7 +169,12 @@ contract Directory is IDirectory, IDirectorySharing, IDirectoryRelay, AccessCont
     /// @notice Registers departments in their jurisdictions.
     /// @dev Signed by an administrator of the jurisdiction or an ancestor. Reverts as addJurisdictions,
     ///      plus DepartmentAlreadyRegistered. Emits DepartmentRegistered per submission.
-    function registerDepartments(DepartmentSubmission[] calldata batch) external onlyRelayer {
+    function registerDepartments(DepartmentSubmission[] calldata batch) external onlyRole(RELAYER_ROLE) {
+        _registerDepartments(batch);
+    }
+
+    /// @dev `registerDepartments`'s body; `_applyRelayed` runs it for a relayed call.
+    function _registerDepartments(DepartmentSubmission[] calldata batch) private {
         _requireNonEmpty(batch.length);
         for (uint256 i; i < batch.length; ++i) {
             DepartmentSubmission calldata s = batch[i];
@@ -191,7 +195,12 @@ contract Directory is IDirectory, IDirectorySharing, IDirectoryRelay, AccessCont
     ///      Reverts AccountRoleUnknown, JurisdictionUnknown, DepartmentUnknown, JurisdictionNotAdministrator,
     ///      DepartmentAccountTaken (key already bound), DepartmentAccountNotBound (revoking an unbound key),
     ///      plus the signature checks. Emits AdministratorSet or DepartmentAccountSet.
-    function setAccounts(AccountSubmission[] calldata batch) external onlyRelayer {
+    function setAccounts(AccountSubmission[] calldata batch) external onlyRole(RELAYER_ROLE) {
+        _setAccounts(batch);
+    }
+
+    /// @dev `setAccounts`'s body; `_applyRelayed` runs it for a relayed call.
+    function _setAccounts(AccountSubmission[] calldata batch) private {
         _requireNonEmpty(batch.length);
         for (uint256 i; i < batch.length; ++i) {
             AccountSubmission calldata s = batch[i];
@@ -226,14 +235,14 @@ contract Directory is IDirectory, IDirectorySharing, IDirectoryRelay, AccessCont
     ///      submission's department), RecordJurisdictionMismatch, RecordStatusInvalid, RecordVersionMismatch,
     ///      RecordNotOwner, RecordContentInvalid, RecordActionUnknown, CatalogSourceSystemUnknown.
     ///      Emits CatalogVersionRecorded or CatalogRetired per submission.
-    function submitCatalogs(RecordSubmission[] calldata batch) external onlyRelayer {
+    function submitCatalogs(RecordSubmission[] calldata batch) external onlyRole(RELAYER_ROLE) {
         _submitRecords(RecordKind.Catalog, batch);
     }
 
     /// @notice Registers, updates or retires information systems (信息系统), each signed by its owner.
     /// @dev Reverts as submitCatalogs (a system, like any retirement, must leave sourceSystem zero: RecordContentInvalid).
     ///      Emits SystemVersionRecorded or SystemRetired per submission.
-    function submitSystems(RecordSubmission[] calldata batch) external onlyRelayer {
+    function submitSystems(RecordSubmission[] calldata batch) external onlyRole(RELAYER_ROLE) {
         _submitRecords(RecordKind.System, batch);
     }
 
@@ -245,7 +254,12 @@ contract Directory is IDirectory, IDirectorySharing, IDirectoryRelay, AccessCont
     ///      RecordStatusInvalid (catalog not active), SharingVersionStale, SharingItemsUnknown,
     ///      SharingSelfRequest, SharingPeriodInvalid. Emits SharingRequested, then SharingStatusChanged
     ///      for the automatic grant or refusal. Request id = keccak256(abi.encode(signer, nonce)).
-    function requestSharing(SharingRequestSubmission[] calldata batch) external onlyRelayer {
+    function requestSharing(SharingRequestSubmission[] calldata batch) external onlyRole(RELAYER_ROLE) {
+        _requestSharing(batch);
+    }
+
+    /// @dev `requestSharing`'s body; `_applyRelayed` runs it for a relayed call.
+    function _requestSharing(SharingRequestSubmission[] calldata batch) private {
         _requireNonEmpty(batch.length);
         for (uint256 i; i < batch.length; ++i) {
             SharingRequestSubmission calldata s = batch[i];
@@ -285,7 +299,12 @@ contract Directory is IDirectory, IDirectorySharing, IDirectoryRelay, AccessCont
     /// @dev Reverts SharingStatusInvalid (not Requested), SharingPeriodOver (the period ended),
     ///      SharingNotOwner, SharingCatalogChanged (approval of a catalog retired, updated or made not
     ///      shared since the request), plus the signature checks. Emits SharingStatusChanged (→ Granted or Rejected).
-    function decideSharing(SharingDecisionSubmission[] calldata batch) external onlyRelayer {
+    function decideSharing(SharingDecisionSubmission[] calldata batch) external onlyRole(RELAYER_ROLE) {
+        _decideSharing(batch);
+    }
+
+    /// @dev `decideSharing`'s body; `_applyRelayed` runs it for a relayed call.
+    function _decideSharing(SharingDecisionSubmission[] calldata batch) private {
         _requireNonEmpty(batch.length);
         for (uint256 i; i < batch.length; ++i) {
             SharingDecisionSubmission calldata s = batch[i];
@@ -303,7 +322,12 @@ contract Directory is IDirectory, IDirectorySharing, IDirectoryRelay, AccessCont
     /// @notice Revokes grants, each signed by a key of the owning department, before their period ends.
     /// @dev Reverts SharingStatusInvalid (not Granted), SharingPeriodOver (already expired), SharingNotOwner
     ///      (e.g. the requester), plus the signature checks. Emits SharingStatusChanged (→ Revoked).
-    function revokeSharing(SharingRevocationSubmission[] calldata batch) external onlyRelayer {
+    function revokeSharing(SharingRevocationSubmission[] calldata batch) external onlyRole(RELAYER_ROLE) {
+        _revokeSharing(batch);
+    }
+
+    /// @dev `revokeSharing`'s body; `_applyRelayed` runs it for a relayed call.
+    function _revokeSharing(SharingRevocationSubmission[] calldata batch) private {
         _requireNonEmpty(batch.length);
         for (uint256 i; i < batch.length; ++i) {
             SharingRevocationSubmission calldata s = batch[i];
@@ -379,19 +403,10 @@ contract Directory is IDirectory, IDirectorySharing, IDirectoryRelay, AccessCont
         _relayChainId = origin.chainId;
         _relayDirectory = origin.directory;
         _relayHome = registered.home;
-        // Re-enter this contract's own function in relay mode (msg.sender stays the child's relayer).
-        // solhint-disable-next-line avoid-low-level-calls
-        (bool ok, bytes memory reason) = address(this).delegatecall(call);
+        _applyRelayed(selector, call);
         _relayDirectory = address(0);
         _relayChainId = 0;
         _relayHome = bytes32(0);
-        if (!ok) {
-            // Bubble the relayed call's custom error up unchanged.
-            // solhint-disable-next-line no-inline-assembly
-            assembly ("memory-safe") {
-                revert(add(reason, 32), mload(reason))
-            }
-        }
         emit Relayed(
             originKey,
             origin.chainId,
@@ -403,6 +418,136 @@ contract Directory is IDirectory, IDirectorySharing, IDirectoryRelay, AccessCont
             selector
         );
     }
+
+    /// @dev Applies relayed call `call` (of relayable function `selector`) as that function would, in relay mode, in
+    ///      this call frame: no call of its own, so a relayed submission costs no call, no copy of itself to memory
+    ///      and no frame in the node's call trace. Its array argument is read where it lies in this transaction's
+    ///      calldata (`_relayedArray`); what the function reverts with reverts the relay unchanged.
+    function _applyRelayed(bytes4 selector, bytes calldata call) private {
+        (uint256 offset, uint256 length) = _relayedArray(selector, call);
+        if (selector == this.submitCatalogs.selector) {
+            _submitRecords(RecordKind.Catalog, _recordSubmissions(offset, length));
+        } else if (selector == this.submitSystems.selector) {
+            _submitRecords(RecordKind.System, _recordSubmissions(offset, length));
+        } else if (selector == this.requestSharing.selector) {
+            _requestSharing(_sharingRequests(offset, length));
+        } else if (selector == this.decideSharing.selector) {
+            _decideSharing(_sharingDecisions(offset, length));
+        } else if (selector == this.revokeSharing.selector) {
+            _revokeSharing(_sharingRevocations(offset, length));
+        } else if (selector == this.addJurisdictions.selector) {
+            _addJurisdictions(_jurisdictionSubmissions(offset, length));
+        } else if (selector == this.registerDepartments.selector) {
+            _registerDepartments(_departmentSubmissions(offset, length));
+        } else {
+            _setAccounts(_accountSubmissions(offset, length));
+        }
+    }
+
+    /// @dev (calldata position of the element heads, element count) of the one argument of `call`: its 4-byte
+    ///      selector, then the ABI encoding of a dynamic array (the array's offset, then at that offset its length
+    ///      and an element head per element). A relayed call carries one submission (one origin, one submission):
+    ///      reverts RelayCallInvalid(selector) for more, or unless the offset, the length and the element heads lie
+    ///      inside `call`; none is left to the function (DirectoryBatchEmpty). The elements' own bytes are checked
+    ///      on access as an external call's are (inside the calldata, each value in its type's range).
+    function _relayedArray(bytes4 selector, bytes calldata call)
+        private
+        pure
+        returns (uint256 offset, uint256 length)
+    {
+        if (call.length < 36) revert RelayCallInvalid(selector);
+        uint256 head = uint256(bytes32(call[4:36]));
+        if (head > call.length - 36) revert RelayCallInvalid(selector);
+        uint256 at = 4 + head;
+        length = uint256(bytes32(call[at:at + 32]));
+        if (length > 1 || length > (call.length - at - 32) / 32) revert RelayCallInvalid(selector);
+        // solhint-disable-next-line no-inline-assembly
+        assembly ("memory-safe") {
+            offset := add(call.offset, add(at, 32))
+        }
+    }
+
+    // The typed views of a relayed array argument (`_relayedArray`'s position and count), one per argument type.
+    // solhint-disable no-inline-assembly
+
+    function _recordSubmissions(uint256 offset, uint256 length)
+        private
+        pure
+        returns (RecordSubmission[] calldata batch)
+    {
+        assembly ("memory-safe") {
+            batch.offset := offset
+            batch.length := length
+        }
+    }
+
+    function _sharingRequests(uint256 offset, uint256 length)
+        private
+        pure
+        returns (SharingRequestSubmission[] calldata batch)
+    {
+        assembly ("memory-safe") {
+            batch.offset := offset
+            batch.length := length
+        }
+    }
+
+    function _sharingDecisions(uint256 offset, uint256 length)
+        private
+        pure
+        returns (SharingDecisionSubmission[] calldata batch)
+    {
+        assembly ("memory-safe") {
+            batch.offset := offset
+            batch.length := length
+        }
+    }
+
+    function _sharingRevocations(uint256 offset, uint256 length)
+        private
+        pure
+        returns (SharingRevocationSubmission[] calldata batch)
+    {
+        assembly ("memory-safe") {
+            batch.offset := offset
+            batch.length := length
+        }
+    }
+
+    function _jurisdictionSubmissions(uint256 offset, uint256 length)
+        private
+        pure
+        returns (JurisdictionSubmission[] calldata batch)
+    {
+        assembly ("memory-safe") {
+            batch.offset := offset
+            batch.length := length
+        }
+    }
+
+    function _departmentSubmissions(uint256 offset, uint256 length)
+        private
+        pure
+        returns (DepartmentSubmission[] calldata batch)
+    {
+        assembly ("memory-safe") {
+            batch.offset := offset
+            batch.length := length
+        }
+    }
+
+    function _accountSubmissions(uint256 offset, uint256 length)
+        private
+        pure
+        returns (AccountSubmission[] calldata batch)
+    {
+        assembly ("memory-safe") {
+            batch.offset := offset
+            batch.length := length
+        }
+    }
+
+    // solhint-enable no-inline-assembly
 
     function _relayable(bytes4 selector) private pure returns (bool) {
         return selector == this.addJurisdictions.selector || selector == this.registerDepartments.selector
@@ -496,10 +641,9 @@ contract Directory is IDirectory, IDirectorySharing, IDirectoryRelay, AccessCont
 
     // ================================================================ internal: checks
 
-    /// @dev A batch holds at least one submission; a relayed call exactly one (one origin, one submission).
-    function _requireNonEmpty(uint256 length) private view {
+    /// @dev A batch holds at least one submission (a relayed call at most one besides: `_relayedArray`).
+    function _requireNonEmpty(uint256 length) private pure {
         if (length == 0) revert DirectoryBatchEmpty();
-        if (length != 1 && _relayDirectory != address(0)) revert RelayCallInvalid(msg.sig);
     }
 
     /// @dev In relay mode, `jurisdictionId` must be the child's home or below it (no-op for local submissions).
