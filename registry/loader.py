@@ -85,6 +85,11 @@ STATUS_BATCH = 200
 BATCH_SUBMISSIONS = 100
 #: Most bytes of submissions per batch request: under the service's default body limit (256 KiB).
 BATCH_BYTES = 192 * 1024
+#: Seconds a connection may sit idle in the loader's pool before the loader drops it: under the 5 s after which the
+#: service (uvicorn's default keep-alive timeout) closes it. At the same 5 s as the server (httpx's default), a
+#: request could be written on a connection the server was closing at that moment and be reset
+#: (``ReadError: [Errno 104] Connection reset by peer``, seen once in the small-scale bench, 2026-12-06 12:52).
+KEEPALIVE_S = 2.0
 SKIPPED: Literal["skipped"] = "skipped"
 
 
@@ -263,7 +268,8 @@ class DirectoryLoader:
             return self._shared
         client: httpx.Client | None = getattr(self._local, "client", None)
         if client is None:
-            client = self._local.client = httpx.Client(base_url=self._api_url, timeout=120.0, verify=self._tls)
+            client = self._local.client = httpx.Client(base_url=self._api_url, timeout=120.0, verify=self._tls,
+                                                       limits=httpx.Limits(keepalive_expiry=KEEPALIVE_S))
         return client
 
     # ------------------------------------------------------------------ signing

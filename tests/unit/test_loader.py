@@ -6,13 +6,27 @@ submission's failure, with what the answer says, and go on with the others."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import httpx
+import uvicorn
 from eth_utils import keccak
 
+from chain.node import free_port
 from registry.keystore import Keystore
-from registry.loader import BATCH_BYTES, BATCH_SUBMISSIONS, UNCHANGED, DirectoryLoader, Job, PhaseSummary, Refusal
+from registry.loader import (
+    BATCH_BYTES,
+    BATCH_SUBMISSIONS,
+    KEEPALIVE_S,
+    UNCHANGED,
+    DirectoryLoader,
+    Job,
+    PhaseSummary,
+    Refusal,
+)
 
 PROBLEM = {"content-type": "application/problem+json"}
 QUEUED = "/submissions/queued/0x" + "ab" * 32
@@ -117,3 +131,40 @@ def test_a_batch_refused_as_a_whole_fails_each_of_its_submissions(tmp_path: Path
     summary = PhaseSummary()
     assert loader._post_all("catalogs", jobs, summary, batch_path="/catalogs/batch") == set()
     assert summary.failed == [("A", 422, "submissions.0.record: bad"), ("MALFORMED", 422, "submissions.0.record: bad")]
+
+
+def test_the_loader_drops_an_idle_connection_before_the_service_closes_it(tmp_path: Path) -> None:
+    """A connection idle for longer than :data:`KEEPALIVE_S` (but not the service's keep-alive timeout, uvicorn's
+    default) is not reused: the next request comes on a new one, never on one the service may be closing as it is
+    written (a reset request). httpx's own default (5 s, the server's) would reuse it, as the second client shows."""
+    peers: list[tuple[str, int]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        peers.append(scope["client"])
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning", lifespan="off")
+    assert config.timeout_keep_alive > KEEPALIVE_S  # the service closes idle connections after this (5 s)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.01)
+        url = f"http://127.0.0.1:{config.port}"
+        loader = DirectoryLoader(url, Keystore(tmp_path / "keys"))
+        with httpx.Client(base_url=url) as default_client:
+            for client in (loader.http, default_client):
+                client.get("/health")
+            time.sleep(KEEPALIVE_S + 0.5)  # idle: past the loader's expiry, within the server's 5 s
+            for client in (loader.http, default_client):
+                client.get("/health")
+        loader_first, default_first, loader_again, default_again = peers
+        assert loader_again != loader_first  # dropped by the loader, a new connection
+        assert default_again == default_first  # reused at httpx's default expiry
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
