@@ -1412,9 +1412,8 @@ def test_non_canonical_encoding_cannot_smuggle_a_batch_under_one_origin(t: Tiers
     """``_relayOne`` checks ``call[36:68] == 1``, the length word *if* the array's offset is 0x20. With offset
     0x40 that word is padding the decoder skips, and the real array (2 items) sits after it: both submissions
     are applied and one Relayed names one origin for both — the second's provenance is lost and its own origin
-    can never be relayed (its nonce is spent). Proposed fix: in relay mode require ``batch.length == 1`` in the
-    relayed function itself, e.g. in ``_requireNonEmpty``: ``if (_relayDirectory != address(0) && length != 1)
-    revert RelayCallInvalid(msg.sig);`` (or check ``call[4:36] == 0x20`` as well)."""
+    can never be relayed (its nonce is spent). The count is now read where the array's offset points, as the
+    relayed function reads it (``_relayedArray``), and more than one submission is ``RelayCallInvalid``."""
     structs = _two_submissions(t)
     canonical = t.client("yuetan").encode("submitCatalogs", [structs])
     array = canonical[4 + 32 :]  # length ‖ items, offsets inside relative to the array
