@@ -449,7 +449,9 @@ contract Directory is IDirectory, IDirectorySharing, IDirectoryRelay, AccessCont
     ///      and an element head per element). A relayed call carries one submission (one origin, one submission):
     ///      reverts RelayCallInvalid(selector) for more, or unless the offset, the length and the element heads lie
     ///      inside `call`; none is left to the function (DirectoryBatchEmpty). The elements' own bytes are checked
-    ///      on access as an external call's are (inside the calldata, each value in its type's range).
+    ///      on access as an external call's are (inside the calldata, each value in its type's range); an element
+    ///      head may point past `call` into the rest of `relay`'s calldata, which gives its caller nothing it could
+    ///      not have put in `call` itself: the submission read is checked and signed like any other.
     function _relayedArray(bytes4 selector, bytes calldata call)
         private
         pure
