@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import cached_property
 from typing import Any
 
 from eth_abi import decode as abi_decode
@@ -86,6 +86,39 @@ def fast_decoder(types: Sequence[str]) -> Callable[[bytes], tuple[Any, ...]]:
     return decode
 
 
+def word_decoder(abi_type: str) -> Callable[[bytes], Any]:
+    """A function decoding one ABI word — an indexed event parameter's topic — of ``abi_type``, returning what
+    ``eth_abi.decode([abi_type], word)[0]`` returns.
+
+    Reads a canonical 32-byte word of a static type :func:`fast_decoder` reads (``uintN``, ``bool``, ``address``,
+    ``bytesN``) itself, without :func:`fast_decoder`'s general loop; anything else goes to ``eth_abi``, so the
+    value, and the error, are ``eth_abi``'s.
+    """
+    types = [abi_type]
+    step = _plan(abi_type)
+    kind, arg = step if step is not None else (_K_BYTES, 0)
+
+    def decode(word: bytes) -> Any:
+        if len(word) == 32:
+            if kind == _K_BYTES_N:
+                if arg == 32 or word[arg:] == _ZERO[arg:]:
+                    return word[:arg]
+            elif kind == _K_UINT:
+                value = int.from_bytes(word, "big")
+                if not value >> arg:
+                    return value
+            elif kind == _K_ADDRESS:
+                if word[:12] == _ZERO[:12]:
+                    return "0x" + word[12:].hex()
+            elif kind == _K_BOOL:
+                value = int.from_bytes(word, "big")
+                if value <= 1:
+                    return value == 1
+        return abi_decode(types, word)[0]  # dynamic types, other types, non-canonical words
+
+    return decode
+
+
 def _read(plan: list[tuple[int, int]], head: int, data: bytes) -> tuple[Any, ...] | None:
     """Values of a canonical encoding of ``plan`` in ``data``, or None when it is not one (or not this plan's)."""
     size = len(data)
@@ -147,9 +180,10 @@ class EventSpec:
     data: tuple[tuple[str, str], ...]
 
     @cached_property
-    def decoders(self) -> tuple[tuple[Callable[[bytes], tuple[Any, ...]], ...], Callable[[bytes], tuple[Any, ...]]]:
-        """(a decoder per indexed parameter's topic, the decoder of the data), see :func:`fast_decoder`."""
-        return tuple(fast_decoder([t]) for _, t in self.indexed), fast_decoder([t for _, t in self.data])
+    def decoders(self) -> tuple[tuple[Callable[[bytes], Any], ...], Callable[[bytes], tuple[Any, ...]]]:
+        """(a decoder per indexed parameter's topic, :func:`word_decoder`; the decoder of the data,
+        :func:`fast_decoder`)."""
+        return tuple(word_decoder(t) for _, t in self.indexed), fast_decoder([t for _, t in self.data])
 
     @cached_property
     def addresses(self) -> tuple[tuple[bool, ...], tuple[bool, ...]]:
@@ -212,29 +246,39 @@ class ContractCodec:
                 table[selector] = (entry["name"], tuple((p["name"], canonical_type(p)) for p in entry["inputs"]))
         return table
 
-    def decode_log(self, log: dict[str, Any]) -> DecodedLog | None:
-        """Decode a raw ``eth_getLogs`` entry (hex strings as the RPC returns them).
+    @cached_property
+    def _by_topic_text(self) -> dict[str, EventSpec]:
+        """Event specs keyed by topic0 as the JSON-RPC writes it (``0x`` + lowercase hex), so a log's event is
+        found without converting its topic."""
+        return {"0x" + topic.hex(): spec for topic, spec in self.events.items()}
 
-        Returns None for a log whose topic0 is not an event of this ABI.
+    def decode_log(self, log: dict[str, Any]) -> DecodedLog | None:
+        """Decode a raw ``eth_getLogs`` entry (hex strings as the RPC returns them; bytes and ints are taken too).
+
+        Returns None for a log whose topic0 is not an event of this ABI. Raises ValueError when the log's
+        topic count is not its event's, and ``eth_abi``'s errors for topics or data that do not decode.
         """
         topics = log["topics"]
         if not topics:
             return None
-        spec = self.events.get(_to_bytes(topics[0]))
+        first = topics[0]
+        spec = self._by_topic_text.get(first) if type(first) is str else None
         if spec is None:
-            return None
+            spec = self.events.get(_to_bytes(first))
+            if spec is None:
+                return None
         args: dict[str, Any] = {}
         topic_decoders, data_decoder = spec.decoders
         topic_addresses, data_addresses = spec.addresses
         for (name, _), decode, is_address, topic in zip(
             spec.indexed, topic_decoders, topic_addresses, topics[1:], strict=True
         ):
-            value = decode(_to_bytes(topic))[0]
-            args[name] = _checksummed(value) if is_address else value
+            value = decode(_to_bytes(topic))
+            args[name] = checksummed(value) if is_address else value
         if spec.data:
             values = data_decoder(_to_bytes(log["data"]))
             for (name, _), is_address, value in zip(spec.data, data_addresses, values, strict=True):
-                args[name] = _checksummed(value) if is_address else value
+                args[name] = checksummed(value) if is_address else value
         return DecodedLog(
             event=spec.name,
             args=args,
@@ -256,13 +300,32 @@ class ContractCodec:
         return ContractRevert(name, {p: v for (p, _), v in zip(params, values, strict=True)}, data)
 
 
-@lru_cache(maxsize=8192)
-def _checksummed(value: str) -> str:
-    """EIP-55 form of an address (the same few accounts and directories recur in every log)."""
-    return to_checksum_address(value)
+#: Addresses seen, in any case → their EIP-55 form: see :func:`checksummed`.
+_CHECKSUMMED: dict[str, str] = {}
+#: Entries :data:`_CHECKSUMMED` holds before it starts again (two per address).
+_CHECKSUMMED_MAX = 65536
+
+
+def checksummed(address: str) -> str:
+    """EIP-55 checksummed form of an address given as 0x-hex in any case (``eth_utils.to_checksum_address``).
+
+    Remembered for the address as given and for its checksummed form — a log's directory comes lowercase from the
+    node, its decoded addresses already checksummed, and the same few accounts and directories recur in every log
+    — so each address is hashed once however the indexer meets it. Raises ValueError for a string that is not an
+    address.
+    """
+    known = _CHECKSUMMED.get(address)
+    if known is None:
+        known = to_checksum_address(address)
+        if len(_CHECKSUMMED) >= _CHECKSUMMED_MAX:
+            _CHECKSUMMED.clear()
+        _CHECKSUMMED[address] = _CHECKSUMMED[known] = known
+    return known
 
 
 def _to_bytes(value: Any) -> bytes:
+    if type(value) is str and value[:2] == "0x":  # what the JSON-RPC returns
+        return bytes.fromhex(value[2:])
     if isinstance(value, bytes | bytearray):
         return bytes(value)
     text = str(value)
@@ -274,6 +337,8 @@ def _to_int(value: Any) -> int:
 
 
 def _hex_str(value: Any) -> str:
+    if type(value) is str and value[:2] == "0x":  # what the JSON-RPC returns
+        return value
     if isinstance(value, bytes | bytearray):
         return "0x" + bytes(value).hex()
     text = str(value)

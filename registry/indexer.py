@@ -11,6 +11,10 @@ the ``cursors`` table. Each block range is read, checked and written as a unit:
 4. in ONE database transaction: store and apply the events in (block, log index) order and move
    the cursor to the range's last block (number and hash).
 
+While a range is written (step 4), the range after it is read (steps 1–3, from the cursor the write will leave)
+in a thread of its own when the chain already has it, so the node's time to answer overlaps the write (a
+re-index from block zero); the read-ahead is dropped if the write fails or finds its cursor moved.
+
 A crash between ranges loses nothing and a re-read range changes nothing (events are idempotent by
 ``(tx_hash, log_index)``), so the indexer resumes from its cursor after a restart.
 
@@ -31,14 +35,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Collection
+from concurrent.futures import Future
 from dataclasses import dataclass
-from functools import lru_cache
 
 from eth_utils import to_checksum_address
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from chain.abi import ContractCodec, DecodedLog
+from chain.abi import ContractCodec, DecodedLog, checksummed
 from chain.artifacts import load_artifact
 from chain.logs import LogFetcher
 from registry.db import Cursor, DirectoryRow
@@ -51,12 +55,6 @@ log = logging.getLogger(__name__)
 MAX_UNSTABLE_READS = 5
 
 
-@lru_cache(maxsize=8192)
-def _checksummed(address: str) -> str:
-    """EIP-55 form of an address (every log of a directory carries the same one)."""
-    return to_checksum_address(address)
-
-
 @dataclass(frozen=True)
 class _Written:
     """The indexer's cursor — (block number, block hash), or None before the first range — and the checksummed
@@ -64,6 +62,45 @@ class _Written:
 
     cursor: tuple[int, str] | None
     directories: frozenset[str]
+
+
+@dataclass(frozen=True)
+class _Range:
+    """A block range as read from the chain, before it is written: the cursor it was read from (``stored``), its
+    blocks ``start..end``, the ``target`` (``head − confirmations``) when it was read, its followed events in
+    order, the directories followed after them, the hash and timestamp of each block holding an event and of
+    ``end``, and — when a block changed while the range was read — (block, expected hash, got hash)."""
+
+    stored: tuple[int, str] | None
+    start: int
+    end: int
+    target: int
+    events: list[DecodedLog]
+    directories: frozenset[str]
+    blocks: dict[int, tuple[str, int]]
+    moved: tuple[int, str, str] | None
+
+
+def _in_thread(read: Callable[[_Written], _Range | None], written: _Written) -> Future[_Range | None]:
+    """``read(written)`` run in a new daemon thread; its result (or exception) in the returned future."""
+    future: Future[_Range | None] = Future()
+
+    def run() -> None:
+        if future.set_running_or_notify_cancel():
+            try:
+                future.set_result(read(written))
+            except BaseException as exc:
+                future.set_exception(exc)
+
+    threading.Thread(target=run, name="indexer-read-ahead", daemon=True).start()
+    return future
+
+
+def _settled(future: Future[_Range | None] | None) -> None:
+    """Wait for a read-ahead that will not be used to end (so the fetcher is never used by two threads at once)
+    and drop its result or error."""
+    if future is not None:
+        future.exception()
 
 
 def indexer_codec() -> ContractCodec:
@@ -178,54 +215,75 @@ class Indexer:
     def _run_ranges(self) -> int:
         applied = 0
         unstable = 0
-        while self._stop is None or not self._stop.is_set():
-            written = self._written if self._written is not None else self._read_written()
-            self._written = written
-            stored = written.cursor
-            start = self.start_block if stored is None else stored[0] + 1
-            head = self.fetcher.head()
-            if stored is not None and stored[0] > head:  # the chain lost blocks the index holds
-                raise ReorgDetected(stored[0], stored[1], f"none (head is {head})")
-            target = head - self.confirmations
-            if target < start:
-                if stored is not None:  # idle: still make sure the cursor's block is on the chain
-                    got = self.fetcher.block_hash(stored[0])
-                    if got != stored[1]:
-                        raise ReorgDetected(stored[0], stored[1], got)
-                return applied
-            end = min(target, start + self.max_range - 1)
-
-            checked = [end] if stored is None else [stored[0], end]
-            before = self.fetcher.block_timestamps(checked)
-            if stored is not None and before[stored[0]][0] != stored[1]:
-                raise ReorgDetected(stored[0], stored[1], before[stored[0]][0])
-
-            events, directories = self._followed(self._decode(self.fetcher.fetch(start, end)), written.directories)
-            blocks = self.fetcher.block_timestamps(sorted({ev.block_number for ev in events} | {end}))
-            moved = self._moved(events, blocks, end, before[end][0])
-            if moved is not None:
-                unstable += 1
-                if unstable >= MAX_UNSTABLE_READS:
-                    raise ReorgDetected(*moved)
-                log.warning("blocks %d..%d changed while read (block %d); reading again", start, end, moved[0])
-                continue
-            unstable = 0
-
-            with self.sessions.begin() as session:
-                if not self._advance(session, stored, end, blocks[end][0]):
-                    log.warning("cursor moved from %s by another writer; re-reading", stored)
-                    self._written = None
+        ahead: Future[_Range | None] | None = None  # the next range, read while the current one is written
+        try:
+            while self._stop is None or not self._stop.is_set():
+                written = self._written if self._written is not None else self._read_written()
+                self._written = written
+                read, ahead = (ahead.result() if ahead is not None else self._read_range(written)), None
+                if read is None:
+                    return applied
+                if read.moved is not None:
+                    unstable += 1
+                    if unstable >= MAX_UNSTABLE_READS:
+                        raise ReorgDetected(*read.moved)
+                    log.warning("blocks %d..%d changed while read (block %d); reading again",
+                                read.start, read.end, read.moved[0])
                     continue
-                new = apply_events(session, [(ev, blocks[ev.block_number][1]) for ev in events],
-                                   chain_id=self.chain_id) if events else 0
-            self._written = _Written((end, blocks[end][0]), directories)
-            applied += new
-            self.events_applied += new
-            self.ranges_indexed += 1
-            if self.on_commit is not None:
-                self.on_commit(self)
-            log.debug("indexed blocks %d..%d: %d events (%d new)", start, end, len(events), new)
-        return applied
+                unstable = 0
+                after = _Written((read.end, read.blocks[read.end][0]), read.directories)
+                if read.end < read.target:
+                    ahead = _in_thread(self._read_range, after)
+
+                with self.sessions.begin() as session:
+                    if not self._advance(session, read.stored, read.end, read.blocks[read.end][0]):
+                        log.warning("cursor moved from %s by another writer; re-reading", read.stored)
+                        self._written = None
+                        _settled(ahead)
+                        ahead = None
+                        continue
+                    events = read.events
+                    new = apply_events(session, [(ev, read.blocks[ev.block_number][1]) for ev in events],
+                                       chain_id=self.chain_id) if events else 0
+                self._written = after
+                applied += new
+                self.events_applied += new
+                self.ranges_indexed += 1
+                if self.on_commit is not None:
+                    self.on_commit(self)
+                log.debug("indexed blocks %d..%d: %d events (%d new)", read.start, read.end, len(events), new)
+            return applied
+        finally:
+            _settled(ahead)
+
+    def _read_range(self, written: _Written) -> _Range | None:
+        """Read the range after ``written``'s cursor (steps 1–3 of the module docstring): None when there is
+        nothing to read below ``head − confirmations`` (after checking the cursor's block is still on the
+        chain). Reads the chain only, never the database, so it may run in another thread while the range
+        before it is written. Raises :class:`ReorgDetected` if the cursor's block is no longer on the chain."""
+        stored = written.cursor
+        start = self.start_block if stored is None else stored[0] + 1
+        head = self.fetcher.head()
+        if stored is not None and stored[0] > head:  # the chain lost blocks the index holds
+            raise ReorgDetected(stored[0], stored[1], f"none (head is {head})")
+        target = head - self.confirmations
+        if target < start:
+            if stored is not None:  # idle: still make sure the cursor's block is on the chain
+                got = self.fetcher.block_hash(stored[0])
+                if got != stored[1]:
+                    raise ReorgDetected(stored[0], stored[1], got)
+            return None
+        end = min(target, start + self.max_range - 1)
+
+        checked = [end] if stored is None else [stored[0], end]
+        before = self.fetcher.block_timestamps(checked)
+        if stored is not None and before[stored[0]][0] != stored[1]:
+            raise ReorgDetected(stored[0], stored[1], before[stored[0]][0])
+
+        events, directories = self._followed(self._decode(self.fetcher.fetch(start, end)), written.directories)
+        blocks = self.fetcher.block_timestamps(sorted({ev.block_number for ev in events} | {end}))
+        moved = self._moved(events, blocks, end, before[end][0])
+        return _Range(stored, start, end, target, events, directories, blocks, moved)
 
     def _decode(self, raw_logs: list[dict[str, object]]) -> list[DecodedLog]:
         events: list[DecodedLog] = []
@@ -261,11 +319,11 @@ class Indexer:
         known = set(directories)
         kept: list[DecodedLog] = []
         for ev in events:
-            address = _checksummed(ev.address)
+            address = checksummed(ev.address)
             if address == self.address:
-                if ev.event != "DirectoryCreated" or _checksummed(ev.args["creator"]) not in self.creators:
+                if ev.event != "DirectoryCreated" or checksummed(ev.args["creator"]) not in self.creators:
                     continue
-                known.add(_checksummed(ev.args["directory"]))
+                known.add(checksummed(ev.args["directory"]))
             elif address not in known:
                 continue
             kept.append(ev)

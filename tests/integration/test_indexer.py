@@ -20,7 +20,7 @@ from chain.abi import ContractCodec
 from chain.artifacts import load_artifact
 from chain.logs import MAX_BATCH, BlockRangeError, LogFetcher
 from chain.node import AnvilNode
-from chain.rpc import Rpc
+from chain.rpc import Rpc, RpcUnavailable
 from chain.sender import Receipt
 from registry import queries
 from registry.canonical import canonical_bytes
@@ -371,26 +371,136 @@ def test_background_thread_retries_rpc_errors(tmp_path: Path) -> None:
     assert indexer.cursor() is None
 
 
+@pytest.mark.parametrize("max_range", [2000, 2])
 def test_a_cursor_moved_by_another_writer_is_read_again(
-    world: World, anvil: AnvilNode, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    world: World, anvil: AnvilNode, tmp_path: Path, caplog: pytest.LogCaptureFixture, max_range: int
 ) -> None:
     """The indexer keeps its cursor in memory between ranges, but moves the stored one only from where it
-    read it: a second writer that went further is noticed, and its ranges are not committed twice."""
+    read it: a second writer that went further is noticed, and its ranges are not committed twice. With small
+    ranges the refused range has the next one being read ahead, which is dropped."""
     address = world.chain.deployment.address
     index = new_index(tmp_path)
-    first = indexer_for(index, anvil.rpc_url, address)
+    first = indexer_for(index, anvil.rpc_url, address, max_range=max_range)
     first.run_once()
-    before = first.cursor()
+    before, committed = first.cursor(), first.ranges_indexed
     populate(world)
     second = indexer_for(index, anvil.rpc_url, address)  # another writer of the same index
     second.run_once()
-    assert second.cursor() == head(world.chain.rpc) > (before or 0)
+    assert second.cursor() == head(world.chain.rpc) > (before or 0) + 2  # first's next range is not the last
     rows = index.dump()
 
     with caplog.at_level("WARNING", logger="registry.indexer"):
         assert first.run_once() == 0
     assert any("another writer" in r.getMessage() for r in caplog.records)
-    assert first.ranges_indexed == 1  # its first range only: it went on from the cursor the other one left
+    assert first.ranges_indexed == committed  # none more: it went on from the cursor the other one left
     assert first.cursor() == head(world.chain.rpc)
     assert index.dump() == rows
+    assert not _reading_ahead()
+
+
+# ---------------------------------------------------------------------------------------- read-ahead
+
+
+def _reading_ahead() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "indexer-read-ahead" and t.is_alive()]
+
+
+def _fetches_by_thread(indexer: Indexer) -> list[tuple[str, int, int]]:
+    """Record (thread name, from block, to block) of each log read of ``indexer``."""
+    seen: list[tuple[str, int, int]] = []
+    real = indexer.fetcher.fetch
+
+    def fetch(from_block: int, to_block: int) -> list[dict[str, Any]]:
+        seen.append((threading.current_thread().name, from_block, to_block))
+        return real(from_block, to_block)
+
+    indexer.fetcher.fetch = fetch  # type: ignore[method-assign]
+    return seen
+
+
+def test_ranges_read_ahead_give_the_rows_of_one_range(
+    populated: tuple[World, dict[str, Receipt]], anvil: AnvilNode, tmp_path: Path
+) -> None:
+    """One block per range: the first range is read by the caller, every later one in a read-ahead thread while
+    the range before it is written, and the rows are those of indexing everything in one range."""
+    world, _ = populated
+    address = world.chain.deployment.address
+    small = new_index(tmp_path, "small.db")
+    indexer = indexer_for(small, anvil.rpc_url, address, max_range=1)
+    reads = _fetches_by_thread(indexer)
+    indexer.run_once()
+    end = head(world.chain.rpc)
+    assert [(a, b) for _, a, b in reads] == [(n, n) for n in range(end + 1)]  # each block once, in order
+    assert reads[0][0] == threading.current_thread().name
+    assert {name for name, _, _ in reads[1:]} == {"indexer-read-ahead"}
+    assert indexer.ranges_indexed == end + 1 and not _reading_ahead()
+
+    whole = new_index(tmp_path, "whole.db")
+    indexer_for(whole, anvil.rpc_url, address).run_once()
+    assert small.dump() == whole.dump()
+
+
+def test_a_failed_write_drops_the_range_read_ahead(
+    populated: tuple[World, dict[str, Receipt]], anvil: AnvilNode, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write that fails while the next range is read ahead: run_once raises the write's error after the read-ahead
+    ended (no thread left using the fetcher), the cursor stays at the last range committed, and the next run goes
+    on from it to the rows of an index built in one go."""
+    import registry.indexer
+
+    world, _ = populated
+    address = world.chain.deployment.address
+    index = new_index(tmp_path)
+    indexer = indexer_for(index, anvil.rpc_url, address, max_range=2)
+    real = registry.indexer.apply_events
+    writes: list[int] = []
+
+    def apply_events(session: Any, items: Any, *, chain_id: int) -> int:
+        writes.append(len(writes))
+        if len(writes) == 3:
+            raise OSError("disk I/O error")
+        return real(session, items, chain_id=chain_id)
+
+    monkeypatch.setattr(registry.indexer, "apply_events", apply_events)
+    with pytest.raises(OSError, match="disk I/O error"):
+        indexer.run_once()
+    assert not _reading_ahead()
+    stopped_at = indexer.cursor()
+    assert stopped_at is not None and 3 <= stopped_at < head(world.chain.rpc)
+    with index.sessions()() as s:  # nothing of the failed range: no event past the cursor
+        assert all(row[3] <= stopped_at for row in queries.dump_index(s)["chain_events"])
+
+    monkeypatch.setattr(registry.indexer, "apply_events", real)
+    indexer.run_once()
+    assert indexer.cursor() == head(world.chain.rpc)
+    whole = new_index(tmp_path, "whole.db")
+    indexer_for(whole, anvil.rpc_url, address).run_once()
+    assert index.dump() == whole.dump()
+
+
+def test_a_failed_read_ahead_is_raised_after_the_range_before_it_is_committed(
+    populated: tuple[World, dict[str, Receipt]], anvil: AnvilNode, tmp_path: Path
+) -> None:
+    """The node failing a range read ahead: the range being written when it failed is committed, then run_once
+    raises the node's error; the next run reads that range again and goes on."""
+    world, _ = populated
+    address = world.chain.deployment.address
+    index = new_index(tmp_path)
+    indexer = indexer_for(index, anvil.rpc_url, address, max_range=2)
+    real = indexer.fetcher.fetch
+    reads: list[int] = []
+
+    def fetch(from_block: int, to_block: int) -> list[dict[str, Any]]:
+        reads.append(from_block)
+        if len(reads) == 3:  # the third range, read ahead while the second is written
+            raise RpcUnavailable(anvil.rpc_url, "eth_getLogs", "connection reset by peer")
+        return real(from_block, to_block)
+
+    indexer.fetcher.fetch = fetch  # type: ignore[method-assign]
+    with pytest.raises(RpcUnavailable, match="connection reset"):
+        indexer.run_once()
+    assert reads == [0, 2, 4] and indexer.cursor() == 3 and indexer.ranges_indexed == 2
+    assert not _reading_ahead()
+    indexer.run_once()
+    assert reads[3] == 4 and indexer.cursor() == head(world.chain.rpc)
 

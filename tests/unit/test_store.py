@@ -894,6 +894,53 @@ def test_fast_decoder_answers_as_eth_abi(data: st.DataObject) -> None:
         assert got == expected
 
 
+_WORD_TYPES = ["bytes32", "bytes4", "uint8", "uint64", "uint256", "address", "bool", "int256", "string", "bytes"]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.data())
+def test_word_decoder_answers_as_eth_abi(data: st.DataObject) -> None:
+    """An indexed parameter's topic is decoded to eth_abi's value for a canonical word and to eth_abi's value or
+    error for anything else (a flipped byte, a short or long word, a dynamic type's hash)."""
+    from eth_abi import decode as abi_decode
+
+    from chain.abi import word_decoder
+
+    abi_type = data.draw(st.sampled_from(_WORD_TYPES))
+    word = data.draw(st.binary(min_size=32, max_size=32))
+    width = {"bytes32": 32, "bytes4": 4, "uint8": 1, "uint64": 8, "uint256": 32, "address": 20, "bool": 1}
+    if abi_type in width and data.draw(st.booleans()):  # a canonical word more often than chance would give
+        keep = width[abi_type]
+        word = word[:keep] + bytes(32 - keep) if abi_type.startswith("bytes") else bytes(32 - keep) + word[-keep:]
+        if abi_type == "bool":
+            word = bytes(31) + bytes([word[-1] % 2])
+    variants = [word, word[:-1], word + bytes(1), bytes(32)]
+    decode = word_decoder(abi_type)
+    for blob in variants:
+        try:
+            expected: Any = ("ok", abi_decode([abi_type], blob)[0])
+        except Exception as exc:
+            expected = ("error", type(exc))
+        try:
+            got: Any = ("ok", decode(blob))
+        except Exception as exc:
+            got = ("error", type(exc))
+        assert got == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(st.text(min_size=1, max_size=8),
+                       st.one_of(st.text(max_size=30), st.binary(max_size=40), st.booleans(), st.none(),
+                                 st.integers(-(2**80), 2**80)), max_size=6))
+def test_args_json_writes_the_text_of_earlier_indexes(args: dict[str, Any]) -> None:
+    """``chain_events.args`` keeps the exact text earlier versions wrote (``json.dumps``, sorted keys, no whitespace,
+    UTF-8 kept): an index re-built from the chain has the same rows as one that has followed it all along."""
+    expected = {k: "0x" + v.hex() if isinstance(v, bytes) else
+                str(v) if type(v) is int and not -(2**63) <= v < 2**63 else v for k, v in args.items()}
+    text = args_json("SomethingUnknown", args)
+    assert text == json.dumps(expected, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 @pytest.mark.parametrize(
     "value",
     [
