@@ -15,7 +15,8 @@ per jurisdiction, in this process, serving its API over HTTP on loopback. Prints
 5. audit query latency (a catalog with its versions and chain of custody) p50/p99 in process and over HTTP with 8
    concurrent clients, and requests per second, with the number of indexed events stated;
 6. peak memory (RSS high-water mark) of this process (service, API), of the loader, of each indexer and each anvil,
-   and what the service holds for the submissions it relayed once the load ends (``held_after_load``: bounded, not
+   each also when the load ends (this process's is then the service's alone, before the bench's own work), and
+   what the service holds for the submissions it relayed once the load ends (``held_after_load``: bounded, not
    per record);
 7. in the same run against the same node, the references for registration throughput: the raw limit (the same
    ``submitCatalogs`` batches pre-signed and sent as one batched raw JSON-RPC request) and the common web3.py
@@ -255,6 +256,9 @@ def run_load(run: Running, directory_file: Path, sharing_file: Path, workers: in
     cpu = {name: round(after - before, 1) for name, before, after in zip(names, cpu_before, cpu_after, strict=True)}
     ranges = _ranges_indexed(run) - ranges_before
     figures.memory["loader_mib"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
+    # this process is the service and the bench's own work (references, re-index, the two index dumps it compares):
+    # its high-water mark when the load ends is the service's own
+    figures.memory["service_after_load_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     for name, pid in processes.items():  # high-water mark when the load ends (the run's peak comes later if it grows)
         figures.memory[f"{name}_after_load_mib"] = round(_vm_hwm_mib(pid), 1)
     figures.memory["held_after_load"] = _held(run)

@@ -440,6 +440,16 @@ def test_ranges_read_ahead_give_the_rows_of_one_range(
     assert small.dump() == whole.dump()
 
 
+def _two_blocks_a_range(
+    populated: tuple[World, dict[str, Receipt]], anvil: AnvilNode, tmp_path: Path
+) -> tuple[World, str, Index, Indexer]:
+    """(world, directory address, an empty index, its indexer reading two blocks a range)."""
+    world, _ = populated
+    address = world.chain.deployment.address
+    index = new_index(tmp_path)
+    return world, address, index, indexer_for(index, anvil.rpc_url, address, max_range=2)
+
+
 def test_a_failed_write_drops_the_range_read_ahead(
     populated: tuple[World, dict[str, Receipt]], anvil: AnvilNode, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -448,10 +458,7 @@ def test_a_failed_write_drops_the_range_read_ahead(
     on from it to the rows of an index built in one go."""
     import registry.indexer
 
-    world, _ = populated
-    address = world.chain.deployment.address
-    index = new_index(tmp_path)
-    indexer = indexer_for(index, anvil.rpc_url, address, max_range=2)
+    world, address, index, indexer = _two_blocks_a_range(populated, anvil, tmp_path)
     real = registry.indexer.apply_events
     writes: list[int] = []
 
@@ -483,10 +490,7 @@ def test_a_failed_read_ahead_is_raised_after_the_range_before_it_is_committed(
 ) -> None:
     """The node failing a range read ahead: the range being written when it failed is committed, then run_once
     raises the node's error; the next run reads that range again and goes on."""
-    world, _ = populated
-    address = world.chain.deployment.address
-    index = new_index(tmp_path)
-    indexer = indexer_for(index, anvil.rpc_url, address, max_range=2)
+    world, address, index, indexer = _two_blocks_a_range(populated, anvil, tmp_path)
     real = indexer.fetcher.fetch
     reads: list[int] = []
 
@@ -503,4 +507,7 @@ def test_a_failed_read_ahead_is_raised_after_the_range_before_it_is_committed(
     assert not _reading_ahead()
     indexer.run_once()
     assert reads[3] == 4 and indexer.cursor() == head(world.chain.rpc)
+    whole = new_index(tmp_path, "whole.db")
+    indexer_for(whole, anvil.rpc_url, address).run_once()
+    assert index.dump() == whole.dump()
 

@@ -849,6 +849,14 @@ def test_catalog_named_before_its_jurisdiction_and_department_gets_the_names(ses
     assert again is not None and (again.jurisdiction_code, again.department_code) == (XICHENG, XC_CIVIL)
 
 
+def _outcome(decode: Any, blob: bytes) -> tuple[str, Any]:
+    """("ok", what ``decode(blob)`` returns) or ("error", the type of what it raises)."""
+    try:
+        return "ok", decode(blob)
+    except Exception as exc:
+        return "error", type(exc)
+
+
 _DECODER_TYPES = [
     ["string", "uint32", "bytes32", "bytes32", "uint8", "uint16", "address", "uint256", "uint256", "bytes", "bytes"],
     ["bool", "address", "uint256"],
@@ -883,15 +891,7 @@ def test_fast_decoder_answers_as_eth_abi(data: st.DataObject) -> None:
         variants.append(encoded[:at] + bytes([data.draw(st.integers(0, 255))]) + encoded[at + 1 :])
     decode = fast_decoder(types)
     for blob in variants:
-        try:
-            expected: Any = ("ok", tuple(abi_decode(types, blob)))
-        except Exception as exc:
-            expected = ("error", type(exc))
-        try:
-            got: Any = ("ok", decode(blob))
-        except Exception as exc:
-            got = ("error", type(exc))
-        assert got == expected
+        assert _outcome(decode, blob) == _outcome(lambda b: tuple(abi_decode(types, b)), blob)
 
 
 _WORD_TYPES = ["bytes32", "bytes4", "uint8", "uint64", "uint256", "address", "bool", "int256", "string", "bytes"]
@@ -917,15 +917,7 @@ def test_word_decoder_answers_as_eth_abi(data: st.DataObject) -> None:
     variants = [word, word[:-1], word + bytes(1), bytes(32)]
     decode = word_decoder(abi_type)
     for blob in variants:
-        try:
-            expected: Any = ("ok", abi_decode([abi_type], blob)[0])
-        except Exception as exc:
-            expected = ("error", type(exc))
-        try:
-            got: Any = ("ok", decode(blob))
-        except Exception as exc:
-            got = ("error", type(exc))
-        assert got == expected
+        assert _outcome(decode, blob) == _outcome(lambda b: abi_decode([abi_type], b)[0], blob)
 
 
 @settings(max_examples=60, deadline=None)
