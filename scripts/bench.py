@@ -15,9 +15,9 @@ per jurisdiction, in this process, serving its API over HTTP on loopback. Prints
 5. audit query latency (a catalog with its versions and chain of custody) p50/p99 in process and over HTTP with 8
    concurrent clients, and requests per second, with the number of indexed events stated;
 6. peak memory (RSS high-water mark) of this process (service, API), of the loader, of each indexer and each anvil,
-   each also when the load ends (this process's is then the service's alone, before the bench's own work), and
-   what the service holds for the submissions it relayed once the load ends (``held_after_load``: bounded, not
-   per record);
+   each also when the load ends, this process's after each step too (``service_mib_after_step``: after the load it
+   is the service's alone; the steps after it add the bench's own work), and what the service holds for the
+   submissions it relayed once the load ends (``held_after_load``: bounded, not per record);
 7. in the same run against the same node, the references for registration throughput: the raw limit (the same
    ``submitCatalogs`` batches pre-signed and sent as one batched raw JSON-RPC request) and the common web3.py
    pattern (one ``transact`` + ``wait_for_transaction_receipt`` per record), with the ratios of ours to each, and
@@ -44,7 +44,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -256,9 +256,6 @@ def run_load(run: Running, directory_file: Path, sharing_file: Path, workers: in
     cpu = {name: round(after - before, 1) for name, before, after in zip(names, cpu_before, cpu_after, strict=True)}
     ranges = _ranges_indexed(run) - ranges_before
     figures.memory["loader_mib"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
-    # this process is the service and the bench's own work (references, re-index, the two index dumps it compares):
-    # its high-water mark when the load ends is the service's own
-    figures.memory["service_after_load_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     for name, pid in processes.items():  # high-water mark when the load ends (the run's peak comes later if it grows)
         figures.memory[f"{name}_after_load_mib"] = round(_vm_hwm_mib(pid), 1)
     figures.memory["held_after_load"] = _held(run)
@@ -744,13 +741,24 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"generated {args.scale} seed {args.seed}; starting the service")
         run = Running(home, args.block_time, args.district_chain, args.state_roots)
         try:
-            run_load(run, directory_file, sharing_file, args.workers, figures)
-            run_sync_figures(run, figures)
-            run_references(run, figures, reference_records, max(20, reference_records // 20))
-            run_gas(run, figures)
-            run_audit(run, figures, audit_requests, audit_events)
-            run_reindex(run, home, figures)
+            steps: list[tuple[str, Callable[[], None]]] = [
+                ("load", lambda: run_load(run, directory_file, sharing_file, args.workers, figures)),
+                ("sync", lambda: run_sync_figures(run, figures)),
+                ("references", lambda: run_references(run, figures, reference_records,
+                                                      max(20, reference_records // 20))),
+                ("gas", lambda: run_gas(run, figures)),
+                ("audit", lambda: run_audit(run, figures, audit_requests, audit_events)),
+                ("reindex", lambda: run_reindex(run, home, figures)),
+            ]
+            # this process is the service and the bench's own work (the receipts read for gas, the audit queries in
+            # process, the re-index and the two index dumps it compares): its high-water mark after each step says
+            # which one set the peak
+            high_water: dict[str, float] = {}
+            for name, step in steps:
+                step()
+                high_water[name] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
             figures.memory |= {
+                "service_mib_after_step": high_water,
                 "service_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                 **{f"{name}_mib": round(_vm_hwm_mib(pid), 1)
                    for name, pid in (run.anvil_pids() | run.indexer_pids()).items()},

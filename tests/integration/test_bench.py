@@ -65,7 +65,9 @@ def test_bench_small_scale_measures_every_section(tmp_path: Path, chains: list[s
     assert f["references"]["ours_cpu_ms_per_record"]["indexers"] > 0
     assert f["references"]["raw_cpu_ms_per_record"]["anvils"] > 0
     assert f["references"]["cpu_ms_per_record_at_half_raw"] > 0
-    assert f["memory"]["service_mib"] >= f["memory"]["service_after_load_mib"] > 0
+    steps = f["memory"]["service_mib_after_step"]
+    assert list(steps) == ["load", "sync", "references", "gas", "audit", "reindex"]
+    assert 0 < steps["load"] <= steps["reindex"] <= f["memory"]["service_mib"]  # a high-water mark only rises
     assert all(f["memory"][f"{name}_mib"] > 0 for name in anvils | geneses | indexers)
     held = f["memory"]["held_after_load"]
     assert set(held) == {"relay_reservations", "relay_answered_503", "journal_mib"} and held["journal_mib"] > 0
