@@ -30,6 +30,7 @@ No timing is asserted anywhere: the figures are printed, compared with the targe
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import multiprocessing
@@ -56,6 +57,8 @@ import uvicorn
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
+from sqlalchemy import Table, select
+from sqlalchemy.orm import Session
 from web3 import Web3
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,7 +77,7 @@ from chain.sender import TxSender  # noqa: E402
 from dirchain.service import Service, start_service  # noqa: E402
 from dirchain.settings import Settings  # noqa: E402
 from registry import queries  # noqa: E402
-from registry.db import make_engine, migrate, session_factory  # noqa: E402
+from registry.db import Base, make_engine, migrate, session_factory  # noqa: E402
 from registry.directories import TierChain  # noqa: E402
 from registry.generate import SCALES, dumps, generate_directory  # noqa: E402
 from registry.indexer import Indexer, indexer_codec  # noqa: E402
@@ -411,25 +414,40 @@ def run_reindex(run: Running, home: Path, figures: Figures) -> None:
                           chain.factory, start_block=0, creators={chain.relayer.address})  # the service's ranges
         total_events += indexer.run_once()
     elapsed = time.monotonic() - started
-    operational = ("cursors", "relay_checkpoints", "relay_failures")
-    with session_factory(make_engine(url))() as session:
-        again = {k: v for k, v in queries.dump_index(session).items() if k not in operational}
-    served = {k: v for k, v in _dump(run).items() if k not in operational}
-    same = again == served
-    if not same:
-        for table in sorted(set(again) | set(served)):
-            a, b = set(again.get(table, [])), set(served.get(table, []))
-            if a != b:
-                _say(f"re-index differs in {table}: {len(a - b)} rows only re-indexed, {len(b - a)} only served; "
-                     f"e.g. {sorted(a - b)[:1]} / {sorted(b - a)[:1]}")
+    reindexed = session_factory(make_engine(url))
+    with reindexed() as again, run.service.sessions() as served:
+        differing = [table for table in _INDEX_TABLES if _digest(again, table) != _digest(served, table)]
+        for table in differing:  # say how (both tables whole in memory: only when they differ)
+            a, b = set(_rows(again, table)), set(_rows(served, table))
+            _say(f"re-index differs in {table.name}: {len(a - b)} rows only re-indexed, {len(b - a)} only served; "
+                 f"e.g. {sorted(a - b)[:1]} / {sorted(b - a)[:1]}")
+    same = not differing
     figures.reindex = {"events": total_events, "seconds": round(elapsed, 2),
                        "events_per_s": round(total_events / elapsed), "rows_equal_to_service_index": same}
     _say(f"re-index: {total_events} events in {elapsed:.1f} s ({total_events / elapsed:.0f}/s); same rows: {same}")
 
 
-def _dump(run: Running) -> dict[str, Any]:
-    with run.service.sessions() as session:
-        return queries.dump_index(session)
+#: The tables a re-index must rebuild as the service holds them (not the operational ones: cursors, relay state).
+_INDEX_TABLES = [t for t in Base.metadata.sorted_tables
+                 if t.name not in ("cursors", "relay_checkpoints", "relay_failures")]
+
+
+def _rows(session: Session, table: Table) -> Iterator[tuple[Any, ...]]:
+    """Every row of ``table`` in primary-key order (:func:`registry.queries.dump_index`'s order), read 2,000 at a
+    time."""
+    stmt = select(*table.columns).order_by(*table.primary_key.columns).execution_options(yield_per=2000)
+    for row in session.execute(stmt):
+        yield tuple(row)
+
+
+def _digest(session: Session, table: Table) -> tuple[int, str]:
+    """(rows, SHA-256 of their repr in primary-key order) of ``table``: two indexes compared by these hold 2,000
+    rows at a time, not both indexes (which set this process's peak RSS, 526 → 990 MiB, at Beijing scale)."""
+    digest, count = hashlib.sha256(), 0
+    for row in _rows(session, table):
+        digest.update(repr(row).encode())
+        count += 1
+    return count, digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------- 4. sync, 5. audit
