@@ -256,7 +256,7 @@ def run_load(run: Running, directory_file: Path, sharing_file: Path, workers: in
     loader._await_synced()
     city_s = time.monotonic() - started
     cpu_after = (_cpu_s(os.getpid()), *map(_cpu_s, processes.values()), _children_cpu_s())
-    cpu = {name: round(after - before, 1) for name, before, after in zip(names, cpu_before, cpu_after, strict=True)}
+    cpu = {name: round(after - before, 2) for name, before, after in zip(names, cpu_before, cpu_after, strict=True)}
     ranges = _ranges_indexed(run) - ranges_before
     figures.memory["loader_mib"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
     for name, pid in processes.items():  # high-water mark when the load ends (the run's peak comes later if it grows)

@@ -5,6 +5,7 @@ from block 0 reproduces every row."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from registry import queries
 from registry.canonical import canonical_bytes
 from registry.db import make_engine, migrate, session_factory
 from registry.errors import ReorgDetected
-from registry.indexer import Indexer
+from registry.indexer import FIRST_SPAN, Indexer
 from registry.messages import Message, record_message, retire_message
 from tests.integration.conftest import (
     CHAIN_ID,
@@ -438,6 +439,37 @@ def test_ranges_read_ahead_give_the_rows_of_one_range(
     whole = new_index(tmp_path, "whole.db")
     indexer_for(whole, anvil.rpc_url, address).run_once()
     assert small.dump() == whole.dump()
+
+
+def test_ranges_are_sized_by_the_logs_they_hold(
+    populated: tuple[World, dict[str, Receipt]], anvil: AnvilNode, tmp_path: Path
+) -> None:
+    """With max_logs 3: the first range reads FIRST_SPAN blocks; a range that held more than 3 logs is followed by
+    one of as many blocks as held 3 at its density (at least one), any other by at most twice its blocks; the
+    ranges follow each other without gap or overlap, and the rows are those of indexing everything in one range."""
+    world, _ = populated
+    address = world.chain.deployment.address
+    index = new_index(tmp_path)
+    indexer = indexer_for(index, anvil.rpc_url, address, max_logs=3)
+    real = indexer.fetcher.fetch
+    ranges: list[tuple[int, int, int]] = []
+
+    def fetch(from_block: int, to_block: int) -> list[dict[str, Any]]:
+        logs = real(from_block, to_block)
+        ranges.append((from_block, to_block, len(logs)))
+        return logs
+
+    indexer.fetcher.fetch = fetch  # type: ignore[method-assign]
+    indexer.run_once()
+    assert ranges[0][:2] == (0, min(head(world.chain.rpc), FIRST_SPAN - 1))
+    assert any(logs > 3 for _, _, logs in ranges)  # the world's blocks hold more than 3 logs somewhere
+    for (start, end, logs), (after, last, _) in itertools.pairwise(ranges):
+        blocks, next_blocks = end - start + 1, last - after + 1
+        assert next_blocks <= (max(1, blocks * 3 // logs) if logs > 3 else 2 * blocks)
+    assert [start for start, _, _ in ranges] == [0] + [end + 1 for _, end, _ in ranges[:-1]]  # no gap, no overlap
+    whole = new_index(tmp_path, "whole.db")
+    indexer_for(whole, anvil.rpc_url, address, max_range=2000).run_once()
+    assert index.dump() == whole.dump()
 
 
 def _two_blocks_a_range(
