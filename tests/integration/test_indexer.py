@@ -406,14 +406,19 @@ def _reading_ahead() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "indexer-read-ahead" and t.is_alive()]
 
 
-def _fetches_by_thread(indexer: Indexer) -> list[tuple[str, int, int]]:
-    """Record (thread name, from block, to block) of each log read of ``indexer``."""
-    seen: list[tuple[str, int, int]] = []
+def _watch_reads(indexer: Indexer, fail_on: int | None = None) -> list[tuple[str, int, int, int]]:
+    """Record (thread name, from block, to block, logs) of each log read of ``indexer``; its ``fail_on``-th read
+    (counted from 1) fails as a node dropping the connection would instead (logs -1)."""
+    seen: list[tuple[str, int, int, int]] = []
     real = indexer.fetcher.fetch
 
     def fetch(from_block: int, to_block: int) -> list[dict[str, Any]]:
-        seen.append((threading.current_thread().name, from_block, to_block))
-        return real(from_block, to_block)
+        if len(seen) + 1 == fail_on:
+            seen.append((threading.current_thread().name, from_block, to_block, -1))
+            raise RpcUnavailable("http://anvil", "eth_getLogs", "connection reset by peer")
+        logs = real(from_block, to_block)
+        seen.append((threading.current_thread().name, from_block, to_block, len(logs)))
+        return logs
 
     indexer.fetcher.fetch = fetch  # type: ignore[method-assign]
     return seen
@@ -428,12 +433,12 @@ def test_ranges_read_ahead_give_the_rows_of_one_range(
     address = world.chain.deployment.address
     small = new_index(tmp_path, "small.db")
     indexer = indexer_for(small, anvil.rpc_url, address, max_range=1)
-    reads = _fetches_by_thread(indexer)
+    reads = _watch_reads(indexer)
     indexer.run_once()
     end = head(world.chain.rpc)
-    assert [(a, b) for _, a, b in reads] == [(n, n) for n in range(end + 1)]  # each block once, in order
+    assert [(a, b) for _, a, b, _ in reads] == [(n, n) for n in range(end + 1)]  # each block once, in order
     assert reads[0][0] == threading.current_thread().name
-    assert {name for name, _, _ in reads[1:]} == {"indexer-read-ahead"}
+    assert {name for name, _, _, _ in reads[1:]} == {"indexer-read-ahead"}
     assert indexer.ranges_indexed == end + 1 and not _reading_ahead()
 
     whole = new_index(tmp_path, "whole.db")
@@ -451,16 +456,9 @@ def test_ranges_are_sized_by_the_logs_they_hold(
     address = world.chain.deployment.address
     index = new_index(tmp_path)
     indexer = indexer_for(index, anvil.rpc_url, address, max_logs=3)
-    real = indexer.fetcher.fetch
-    ranges: list[tuple[int, int, int]] = []
-
-    def fetch(from_block: int, to_block: int) -> list[dict[str, Any]]:
-        logs = real(from_block, to_block)
-        ranges.append((from_block, to_block, len(logs)))
-        return logs
-
-    indexer.fetcher.fetch = fetch  # type: ignore[method-assign]
+    reads = _watch_reads(indexer)
     indexer.run_once()
+    ranges = [(start, end, logs) for _, start, end, logs in reads]
     assert ranges[0][:2] == (0, min(head(world.chain.rpc), FIRST_SPAN - 1))
     assert any(logs > 3 for _, _, logs in ranges)  # the world's blocks hold more than 3 logs somewhere
     for (start, end, logs), (after, last, _) in itertools.pairwise(ranges):
@@ -523,22 +521,13 @@ def test_a_failed_read_ahead_is_raised_after_the_range_before_it_is_committed(
     """The node failing a range read ahead: the range being written when it failed is committed, then run_once
     raises the node's error; the next run reads that range again and goes on."""
     world, address, index, indexer = _two_blocks_a_range(populated, anvil, tmp_path)
-    real = indexer.fetcher.fetch
-    reads: list[int] = []
-
-    def fetch(from_block: int, to_block: int) -> list[dict[str, Any]]:
-        reads.append(from_block)
-        if len(reads) == 3:  # the third range, read ahead while the second is written
-            raise RpcUnavailable(anvil.rpc_url, "eth_getLogs", "connection reset by peer")
-        return real(from_block, to_block)
-
-    indexer.fetcher.fetch = fetch  # type: ignore[method-assign]
+    reads = _watch_reads(indexer, fail_on=3)  # the third range, read ahead while the second is written
     with pytest.raises(RpcUnavailable, match="connection reset"):
         indexer.run_once()
-    assert reads == [0, 2, 4] and indexer.cursor() == 3 and indexer.ranges_indexed == 2
-    assert not _reading_ahead()
+    assert [start for _, start, _, _ in reads] == [0, 2, 4] and reads[2][3] == -1
+    assert indexer.cursor() == 3 and indexer.ranges_indexed == 2 and not _reading_ahead()
     indexer.run_once()
-    assert reads[3] == 4 and indexer.cursor() == head(world.chain.rpc)
+    assert reads[3][1] == 4 and indexer.cursor() == head(world.chain.rpc)
     whole = new_index(tmp_path, "whole.db")
     indexer_for(whole, anvil.rpc_url, address).run_once()
     assert index.dump() == whole.dump()
