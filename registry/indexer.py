@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 MAX_UNSTABLE_READS = 5
 #: Logs a block range aims to hold (``max_logs``): a range is read, decoded and written whole, so what the indexer
 #: holds grows with its logs, not its blocks. Re-indexing a Beijing-scale chain (about 10 logs a block; 2026-12-06)
-#: raised the indexer's resident memory by 145 MiB in 250-block ranges, 222–227 MiB at 5,000 logs a range (4 % slower),
+#: raised the indexer's resident memory by 145 MiB in 250-block ranges, 222–236 MiB at 5,000 logs a range (5 % slower),
 #: 306 MiB at 10,000 and 324 MiB in 2,000-block ranges (about 19,000 logs); a chain mined at intervals holds hundreds
 #: of logs a block, where 2,000 blocks would be the whole chain.
 MAX_LOGS = 10_000
