@@ -406,6 +406,13 @@ def _reading_ahead() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "indexer-read-ahead" and t.is_alive()]
 
 
+def _indexed_in_one_go(anvil: AnvilNode, address: str, tmp_path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of a fresh index of ``address`` built by one indexer in one run_once, its ranges the default."""
+    whole = new_index(tmp_path, "whole.db")
+    indexer_for(whole, anvil.rpc_url, address, max_range=2000).run_once()
+    return whole.dump()
+
+
 def _watch_reads(indexer: Indexer, fail_on: int | None = None) -> list[tuple[str, int, int, int]]:
     """Record (thread name, from block, to block, logs) of each log read of ``indexer``; its ``fail_on``-th read
     (counted from 1) fails as a node dropping the connection would instead (logs -1)."""
@@ -428,7 +435,7 @@ def test_ranges_read_ahead_give_the_rows_of_one_range(
     populated: tuple[World, dict[str, Receipt]], anvil: AnvilNode, tmp_path: Path
 ) -> None:
     """One block per range: the first range is read by the caller, every later one in a read-ahead thread while
-    the range before it is written, and the rows are those of indexing everything in one range."""
+    the range before it is written, and the rows are those of indexing everything in one go."""
     world, _ = populated
     address = world.chain.deployment.address
     small = new_index(tmp_path, "small.db")
@@ -441,9 +448,7 @@ def test_ranges_read_ahead_give_the_rows_of_one_range(
     assert {name for name, _, _, _ in reads[1:]} == {"indexer-read-ahead"}
     assert indexer.ranges_indexed == end + 1 and not _reading_ahead()
 
-    whole = new_index(tmp_path, "whole.db")
-    indexer_for(whole, anvil.rpc_url, address).run_once()
-    assert small.dump() == whole.dump()
+    assert small.dump() == _indexed_in_one_go(anvil, address, tmp_path)
 
 
 def test_ranges_are_sized_by_the_logs_they_hold(
@@ -451,7 +456,7 @@ def test_ranges_are_sized_by_the_logs_they_hold(
 ) -> None:
     """With max_logs 3: the first range reads FIRST_SPAN blocks; a range that held more than 3 logs is followed by
     one of as many blocks as held 3 at its density (at least one), any other by at most twice its blocks; the
-    ranges follow each other without gap or overlap, and the rows are those of indexing everything in one range."""
+    ranges follow each other without gap or overlap, and the rows are those of indexing everything in one go."""
     world, _ = populated
     address = world.chain.deployment.address
     index = new_index(tmp_path)
@@ -465,9 +470,7 @@ def test_ranges_are_sized_by_the_logs_they_hold(
         blocks, next_blocks = end - start + 1, last - after + 1
         assert next_blocks <= (max(1, blocks * 3 // logs) if logs > 3 else 2 * blocks)
     assert [start for start, _, _ in ranges] == [0] + [end + 1 for _, end, _ in ranges[:-1]]  # no gap, no overlap
-    whole = new_index(tmp_path, "whole.db")
-    indexer_for(whole, anvil.rpc_url, address, max_range=2000).run_once()
-    assert index.dump() == whole.dump()
+    assert index.dump() == _indexed_in_one_go(anvil, address, tmp_path)
 
 
 def _two_blocks_a_range(
@@ -510,9 +513,7 @@ def test_a_failed_write_drops_the_range_read_ahead(
     monkeypatch.setattr(registry.indexer, "apply_events", real)
     indexer.run_once()
     assert indexer.cursor() == head(world.chain.rpc)
-    whole = new_index(tmp_path, "whole.db")
-    indexer_for(whole, anvil.rpc_url, address).run_once()
-    assert index.dump() == whole.dump()
+    assert index.dump() == _indexed_in_one_go(anvil, address, tmp_path)
 
 
 def test_a_failed_read_ahead_is_raised_after_the_range_before_it_is_committed(
@@ -528,7 +529,5 @@ def test_a_failed_read_ahead_is_raised_after_the_range_before_it_is_committed(
     assert indexer.cursor() == 3 and indexer.ranges_indexed == 2 and not _reading_ahead()
     indexer.run_once()
     assert reads[3][1] == 4 and indexer.cursor() == head(world.chain.rpc)
-    whole = new_index(tmp_path, "whole.db")
-    indexer_for(whole, anvil.rpc_url, address).run_once()
-    assert index.dump() == whole.dump()
+    assert index.dump() == _indexed_in_one_go(anvil, address, tmp_path)
 

@@ -27,17 +27,16 @@ def test_next_span_stays_within_its_bounds(span: int, blocks: int, logs: int, ma
 
 @given(density=st.integers(0, 400), max_logs=st.integers(1, 20_000), max_range=st.integers(1, 4000))
 def test_ranges_of_a_uniform_chain_settle_under_max_logs(density: int, max_logs: int, max_range: int) -> None:
-    """On a chain of ``density`` logs a block the first range reads FIRST_SPAN blocks, and after any range that held
-    too many logs every range holds at most max_logs (or is one block): memory per range is bounded by logs."""
+    """On a chain of ``density`` logs a block the first range reads FIRST_SPAN blocks; every range after it holds at
+    most max_logs logs (or is one block), so memory per range is bounded by logs; and the span settles on the most
+    blocks that hold max_logs (max_range on a chain without logs)."""
     span = min(max_range, FIRST_SPAN)
-    too_many_seen = False
-    for _ in range(40):
+    for n in range(40):
         logs = span * density
-        if too_many_seen:
+        if n > 0:
             assert logs <= max_logs or span == 1
-        too_many_seen = too_many_seen or logs > max_logs
         span = next_span(span, span, logs, max_logs=max_logs, max_range=max_range)
-    assert 1 <= span <= max_range
+    assert span == (max(1, min(max_range, max_logs // density)) if density else max_range)
 
 
 def test_a_sparse_chain_grows_to_max_range_in_doublings() -> None:
