@@ -380,7 +380,7 @@ class DirectoryLoader:
                     summary.failed.append((prepared[0], reply.status_code, _detail(reply)))
                 done += 1
                 self.progress(phase, done, total)
-        self._await_indexed(phase, tx_hashes)
+        self.await_indexed(phase, tx_hashes)
         summary.seconds += time.monotonic() - started
         self._steps[phase] = time.monotonic() - started
         return posted
@@ -479,7 +479,7 @@ class DirectoryLoader:
             delay = min(1.0, delay * 2)
         return pending
 
-    def _await_indexed(self, phase: str, tx_hashes: set[str]) -> None:
+    def await_indexed(self, phase: str, tx_hashes: set[str]) -> None:
         """Wait until every one of ``tx_hashes`` is indexed, asking ``POST /submissions/status`` about
         :data:`STATUS_BATCH` at a time (again after a 503: a chain did not answer). Raises :class:`LoadError` for a
         transaction reverted or unknown, another error answer, or one still not indexed after ``index_timeout_s``
@@ -536,7 +536,7 @@ class DirectoryLoader:
         self._records("catalogs", directory.catalogs, summary)
         if sharing:
             started = time.monotonic()
-            self._await_synced()
+            self.await_synced()
             summary.sync_wait_s = self._steps["tier sync"] = time.monotonic() - started
             self._sharing(directory, sharing, summary)
         return summary
@@ -566,7 +566,7 @@ class DirectoryLoader:
                 **self._sign(admin, msg, jurisdiction=d.jurisdiction)}
         return d.code, "/accounts", body, "added"
 
-    def _await_synced(self) -> None:
+    def await_synced(self) -> None:
         """Wait until the tier sync has relayed everything to the top: two complete sync rounds after now, the
         latest pass of every child within its chain's confirmation depth (a sharing request goes to the lowest
         directory holding both departments, which it can only be once the records are there). No-op without

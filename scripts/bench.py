@@ -253,7 +253,7 @@ def run_load(run: Running, directory_file: Path, sharing_file: Path, workers: in
                            "--workers", str(workers), "--summary-json", str(summary_file)],
                           env=env, capture_output=True, text=True, timeout=3600)
     loaded_s = time.monotonic() - started
-    loader._await_synced()
+    loader.await_synced()
     city_s = time.monotonic() - started
     cpu_after = (_cpu_s(os.getpid()), *map(_cpu_s, processes.values()), _children_cpu_s())
     cpu = {name: round(after - before, 2) for name, before, after in zip(names, cpu_before, cpu_after, strict=True)}
@@ -321,8 +321,8 @@ def _transactions(rpc: Rpc) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
     # in memory, and this section should not be what sets anvil's peak RSS.
     for start in range(0, head + 1, 25):
         numbers = list(range(start, min(head, start + 24) + 1))
-        blocks = rpc.batch([("eth_getBlockByNumber", [hex(n), True]) for n in numbers])
-        receipts = rpc.batch([("eth_getBlockReceipts", [hex(n)]) for n in numbers])
+        blocks = rpc.batch_checked([("eth_getBlockByNumber", [hex(n), True]) for n in numbers])
+        receipts = rpc.batch_checked([("eth_getBlockReceipts", [hex(n)]) for n in numbers])
         for block, block_receipts in zip(blocks, receipts, strict=True):
             yield from zip(block["transactions"], block_receipts or [], strict=False)
 
@@ -340,6 +340,7 @@ def run_gas(run: Running, figures: Figures) -> None:
     items: Counter[str] = Counter()
     txs: Counter[str] = Counter()
     relayed_by_kind: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    parts: Counter[str] = Counter()
     blocks = {name: int(chain.rpc.call("eth_blockNumber", []), 16) for name, chain in run.service.chains.items()}
     for tx, receipt in (pair for chain in run.service.chains.values() for pair in _transactions(chain.rpc)):
         method = selectors.get(bytes.fromhex(str(tx.get("input", "0x"))[2:10]), "other")
@@ -358,6 +359,8 @@ def run_gas(run: Running, figures: Figures) -> None:
         gas[method] += used
         items[method] += count
         txs[method] += 1
+        if method == "submitCatalogs":
+            _add_catalog_parts(parts, tx, receipt, decoded)
         if method == "relay" and count:
             for ev in decoded:
                 if ev.event == "Relayed":
@@ -376,8 +379,50 @@ def run_gas(run: Running, figures: Figures) -> None:
         "relayed_record": per.get("relay"), "directories": directories,
         "new_jurisdiction": round(new_jurisdiction),
         "relayed_by_kind": {k: v[1] for k, v in relayed_by_kind.items() if k != "_all"},
+        "catalog_version_parts": _catalog_parts(parts, items["submitCatalogs"]),
     }
     _say(f"gas: {json.dumps({k: v for k, v in figures.gas.items() if k != 'per_item'})}")
+
+
+#: Gas of storage writes by the EVM's schedule (EIP-2929 cold access, EIP-2200 SSTORE): a slot read cold then
+#: set from zero (22,100), or from nonzero to nonzero (5,000).
+_NEW_SLOT, _CHANGED_SLOT = 22_100, 5_000
+
+
+def _add_catalog_parts(parts: Counter[str], tx: dict[str, Any], receipt: dict[str, Any], decoded: list[Any]) -> None:
+    """Add one ``submitCatalogs`` transaction's gas, split by what pays it, to ``parts``: the transaction's base
+    21,000; its calldata (EIP-2028: 16 gas a nonzero byte, 4 a zero one), of which the records' bytes (UTF-8 JSON,
+    no zero byte: 16 each); its logs (375 a log, 375 a topic, 8 a data byte: the yellow paper's LOG cost, memory
+    expansion not included), of which the records' bytes; the storage it writes by the gas schedule — a catalog's
+    first version creates its record slot and its version's digest slot (2 × 22,100), a later version changes
+    the first and creates the second (5,000 + 22,100), a retirement changes the first; and the rest (the signature's
+    recovery, the authorisation reads, decoding, hashing, memory) as what is left of ``gasUsed``."""
+    data = bytes.fromhex(str(tx["input"])[2:])
+    zeros = data.count(0)
+    calldata = 16 * (len(data) - zeros) + 4 * zeros
+    logs = sum(375 * (1 + len(log["topics"])) + 8 * (len(log["data"]) - 2) // 2 for log in receipt["logs"])
+    storage = record_bytes = 0
+    for ev in decoded:
+        if ev.event == "CatalogVersionRecorded":
+            record_bytes += len(ev.args["record"])
+            storage += _NEW_SLOT + (_NEW_SLOT if ev.args["version"] == 1 else _CHANGED_SLOT)
+        elif ev.event == "CatalogRetired":
+            storage += _CHANGED_SLOT
+    used = int(receipt["gasUsed"], 16)
+    parts.update({"transaction_base": 21_000, "calldata": calldata, "logs": logs, "storage": storage,
+                  "record_bytes": record_bytes,
+                  "rest": used - 21_000 - calldata - logs - storage})
+
+
+def _catalog_parts(parts: Counter[str], versions: int) -> dict[str, int]:
+    """Per catalog version, the parts of :func:`_add_catalog_parts` (``record_bytes``: the mean record length in
+    bytes; ``calldata_record`` and ``logs_record``: what its bytes cost at 16 and 8 gas a byte)."""
+    if not versions:
+        return {}
+    per = {name: round(value / versions) for name, value in parts.items()}
+    per["calldata_record"] = round(16 * parts["record_bytes"] / versions)
+    per["logs_record"] = round(8 * parts["record_bytes"] / versions)
+    return per
 
 
 def _scaffold_gas(gas: dict[str, int], items: Counter[str], directories: int) -> float:
@@ -569,8 +614,8 @@ def run_references(run: Running, figures: Figures, count: int, common_count: int
         list(pool.map(_post_client, [run.url] * 8, [[] for _ in range(8)]))  # warm up: start the processes
         service_cpu_s, anvils_cpu_s, indexers_cpu_s = _cpu_s(os.getpid()), _anvils_cpu_s(run), _indexers_cpu_s(run)
         started = time.monotonic()
-        hashes = list(pool.map(_post_client, [run.url] * 8, [bodies[i::8] for i in range(8)]))
-        loader._await_indexed("bench", {h for share in hashes for h in share})
+        shares = list(pool.map(_post_client, [run.url] * 8, [bodies[i::8] for i in range(8)]))
+        loader.await_indexed("bench", {h for share in shares for h in share})
         ours_s = time.monotonic() - started
         # CPU per record while ours ran: this process is the service (API, batchers, tier sync relaying the new
         # records to the city) and the bench's waiting main thread, its indexers processes of their own; the clients
@@ -600,9 +645,10 @@ def run_references(run: Running, figures: Figures, count: int, common_count: int
     _say(f"a batch of {len(batches[0])} catalogs: eth_estimateGas {1000 * (t1 - t0):.0f} ms, eth_call "
          f"{1000 * (t2 - t1):.0f} ms, {gas:,} gas")
     nonce = int(rpc.call("eth_getTransactionCount", [bench_key.address, "pending"]), 16)
-    raws, hashes = [], []
+    raws: list[str] = []
+    hashes: list[str] = []
     for i, batch in enumerate(batches):
-        tx = {"to": client.address, "data": "0x" + client.encode("submitCatalogs", [batch]).hex(),
+        tx: dict[str, Any] = {"to": client.address, "data": "0x" + client.encode("submitCatalogs", [batch]).hex(),
               "gas": int(gas * 1.3), "gasPrice": sender.gas_price(), "nonce": nonce + i, "chainId": chain_id,
               "value": 0}
         signed = bench_key.sign_transaction(tx)
@@ -633,9 +679,10 @@ def run_references(run: Running, figures: Figures, count: int, common_count: int
     started = time.monotonic()
     for m, s in common_signed:
         struct = to_struct("Catalog", m.message, s, m.record)
-        tx = contract.functions.submitCatalogs([struct]).build_transaction(
-            {"from": bench_key.address, "nonce": w3.eth.get_transaction_count(bench_key.address), "chainId": chain_id})
-        signed = bench_key.sign_transaction(tx)
+        # web3.py's TxParams (a TypedDict) as the plain dict eth-account's signer is typed to take
+        common_tx: dict[str, Any] = dict(contract.functions.submitCatalogs([struct]).build_transaction(
+            {"from": bench_key.address, "nonce": w3.eth.get_transaction_count(bench_key.address), "chainId": chain_id}))
+        signed = bench_key.sign_transaction(common_tx)
         tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
         w3.eth.wait_for_transaction_receipt(tx_hash)
     common_s = time.monotonic() - started

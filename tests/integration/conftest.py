@@ -379,5 +379,5 @@ def tiered_seed(two_chains: dict[str, AnvilNode], tmp_path_factory: pytest.TempP
     with running_service(settings) as (service, client):
         loader = DirectoryLoader("http://testserver", Keystore(home / "keys"), http=client, index_timeout_s=120)
         summary = loader.load(read_directory(SEED_FILE), read_sharing(SEED_SHARING_FILE))
-        loader._await_synced()
+        loader.await_synced()
         yield TieredSeed(service, client, summary, settings, two_chains)

@@ -90,7 +90,7 @@ def audited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Audited]:
             street = client.get("/catalogs", params={"tier": "street"}).json()["items"]
             code = next(c["code"] for c in street if c["tier"] == "street")
             _update_catalog(client, keys, code)
-            DirectoryLoader("http://testserver", keys, http=client)._await_synced()
+            DirectoryLoader("http://testserver", keys, http=client).await_synced()
             _wait_until(lambda: client.get(f"/audit/catalogs/{code}/history").json()["versions"][-1]["tiers"]
                         == ["city", "district", "street"])
             yield Audited(service, client, home, nodes, seed, code, [])

@@ -51,6 +51,15 @@ def test_bench_small_scale_measures_every_section(tmp_path: Path, chains: list[s
     for key in ("catalog_version", "system_version", "sharing_request", "sharing_decision", "relayed_record",
                 "new_jurisdiction"):
         assert gas[key] > 20_000, (key, gas[key])
+    # a catalog version's gas split by what pays it adds up to the measured figure (each part rounded), and what the
+    # split leaves to the contract's own work covers at least the signature's recovery (the ecrecover precompile's
+    # 3,000): the storage and calldata rules it applies overstate nothing
+    parts = gas["catalog_version_parts"]
+    assert abs(sum(parts[k] for k in ("transaction_base", "calldata", "logs", "storage", "rest"))
+               - gas["catalog_version"]) <= 5, (parts, gas["catalog_version"])
+    assert parts["rest"] > 3_000 and 0 < parts["storage"] <= 2 * 22_100, parts
+    assert 0 < parts["calldata_record"] < parts["calldata"] and 0 < parts["logs_record"] < parts["logs"], parts
+    assert abs(parts["calldata_record"] - 16 * parts["record_bytes"]) <= 8, parts  # the mean length is rounded
     assert gas["directories"] == 11  # 北京市, 东城区, 西城区, 大兴区 + the seed's 4 streets + 3 generated streets
     assert set(gas["blocks"]) == ({"city", "district"} if chains else {"city"})
     assert all(head > 0 for head in gas["blocks"].values())
